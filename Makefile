@@ -1,0 +1,37 @@
+# caduceus: developer entry points. `make help` lists them.
+PYTHON ?= python3
+VENV   ?= .venv
+PY     := $(VENV)/bin/python
+TORCH  ?= torch==2.13.0
+
+.PHONY: help install test test-gpu lint bench quickstart clean
+
+help:  ## list the targets
+	@grep -E '^[a-z-]+:.*##' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-11s %s\n", $$1, $$2}'
+
+$(PY):
+	$(PYTHON) -m venv $(VENV)
+
+install: $(PY)  ## create .venv and install caduceus (CPU torch) with the dev tools
+	$(PY) -m pip install -q --upgrade pip
+	$(PY) -m pip install -q "$(TORCH)"
+	$(PY) -m pip install -q -e '.[dev]'
+	@$(VENV)/bin/caduceus --version
+
+test:  ## run the CPU test suite
+	$(PY) -m pytest -q
+
+test-gpu:  ## run the GPU tests (needs CUDA + mamba-ssm)
+	$(PY) -m pytest -q -m gpu
+
+lint:  ## ruff
+	$(PY) -m ruff check caduceus_cli tests bench
+
+bench:  ## CPU benchmarks (JSON + table under bench/results/)
+	$(PY) bench/bench_forward.py --device cpu --threads 2
+
+quickstart:  ## score the shipped example VCF with the shipped model
+	$(VENV)/bin/caduceus score-vcf examples/chr22_example.vcf.gz --ref examples/chr22_slice.fa.gz -o /tmp/scored.vcf.gz
+
+clean:
+	rm -rf $(VENV) build *.egg-info .pytest_cache

@@ -1,0 +1,39 @@
+"""Exception classes of the library.
+
+Each subclasses a built-in so callers can catch broadly; only the CLI maps them
+to exit codes (see ``caduceus_cli.cli``). Messages are one line and say what to do.
+"""
+
+from __future__ import annotations
+
+
+class CaduceusError(Exception):
+    """Base class of every error the library raises on purpose."""
+
+
+class ModelLoadError(CaduceusError, ValueError):
+    """A model directory, hub id or checkpoint could not be loaded."""
+
+
+class ConfigError(CaduceusError, ValueError):
+    """A model config holds a value this implementation does not support."""
+
+
+class BackendUnavailableError(CaduceusError, RuntimeError):
+    """A kernel backend was forced but is not installed or usable here."""
+
+
+class InputFileError(CaduceusError, OSError):
+    """An input file is missing, unreadable, truncated or malformed."""
+
+
+class ReferenceError_(CaduceusError, ValueError):
+    """The reference FASTA does not match the variants (contig, REF allele)."""
+
+
+class ProbeError(CaduceusError, ValueError):
+    """A probe file or labelled table cannot be used as asked."""
+
+
+class TrainingError(CaduceusError, RuntimeError):
+    """Pretraining cannot start or resume as asked."""

@@ -1,0 +1,126 @@
+"""The one place a kernel backend is chosen.
+
+``torch``: pure PyTorch (chunked scan, cuDNN/CPU conv); runs everywhere and is the
+reference twin of every fast path. ``cuda``: mamba-ssm's selective-scan kernel plus
+causal-conv1d's conv when installed. ``auto``: ``cuda`` on a GPU with the kernels,
+else ``torch``. The choice is logged once per (name, device type).
+"""
+
+from __future__ import annotations
+
+import functools
+import logging
+from dataclasses import dataclass
+from typing import Callable
+
+import torch
+
+from caduceus_cli.errors import BackendUnavailableError
+from caduceus_cli.kernels.scan_numba import numba_available, scan_cpu
+from caduceus_cli.kernels.scan_torch import causal_conv1d_ref
+
+log = logging.getLogger(__name__)
+
+INSTALL_HINT = "pip install 'caduceus-cli[cuda]' (or: pip install mamba-ssm causal-conv1d --no-build-isolation)"
+BACKEND_NAMES = ("auto", "torch", "cuda")
+
+
+@dataclass(frozen=True)
+class Backend:
+    """A set of kernels with mamba-ssm's signatures."""
+
+    name: str
+    selective_scan: Callable[..., torch.Tensor]
+    causal_conv1d: Callable[..., torch.Tensor]
+    detail: str = ""
+
+
+@functools.lru_cache(maxsize=None)
+def _cuda_kernels() -> tuple[Callable | None, Callable | None, str]:
+    """(selective_scan_fn, causal_conv1d_fn or None, reason if unavailable)."""
+    try:
+        from mamba_ssm.ops.selective_scan_interface import selective_scan_fn
+    except Exception as exc:  # ImportError, or a broken build raising OSError
+        return None, None, f"mamba-ssm is not importable ({type(exc).__name__}: {exc})"
+    try:
+        from causal_conv1d import causal_conv1d_fn
+    except Exception:
+        causal_conv1d_fn = None
+    return selective_scan_fn, causal_conv1d_fn, ""
+
+
+def _cuda_scan(selective_scan_fn: Callable) -> Callable[..., torch.Tensor]:
+    def scan(u, delta, A, B, C, D=None, z=None, delta_bias=None, delta_softplus=False):
+        dt = u.dtype
+        return selective_scan_fn(
+            u.contiguous(),
+            delta.to(dt).contiguous(),
+            A.float(),
+            B.to(dt).contiguous(),
+            C.to(dt).contiguous(),
+            None if D is None else D.float(),
+            z=None if z is None else z.to(dt).contiguous(),
+            delta_bias=None if delta_bias is None else delta_bias.float(),
+            delta_softplus=delta_softplus,
+        )
+
+    return scan
+
+
+def _cuda_conv(causal_conv1d_fn: Callable) -> Callable[..., torch.Tensor]:
+    def conv(x, weight, bias=None, activation=None):
+        return causal_conv1d_fn(
+            x.contiguous(), weight.to(x.dtype), None if bias is None else bias.to(x.dtype), activation=activation
+        )
+
+    return conv
+
+
+def available_backends() -> dict[str, str]:
+    """Name -> '' when usable here, else why not."""
+    scan, _, why = _cuda_kernels()
+    if scan is not None and not torch.cuda.is_available():
+        why = "no CUDA GPU visible"
+    return {"torch": "", "cuda": "" if scan is not None and not why else why}
+
+
+def resolve_backend(name: str = "auto", device: torch.device | str | None = None) -> str:
+    """The concrete backend name for ``name`` on ``device``; raises if a forced one is missing."""
+    if name not in BACKEND_NAMES:
+        raise BackendUnavailableError(f"unknown backend {name!r}; choose one of {', '.join(BACKEND_NAMES)}")
+    dev = torch.device(device) if device is not None else None
+    if name == "torch":
+        return "torch"
+    why = available_backends()["cuda"]
+    if name == "cuda":
+        if why:
+            raise BackendUnavailableError(f"backend 'cuda' is not available: {why}; install it with: {INSTALL_HINT}")
+        if dev is not None and dev.type != "cuda":
+            raise BackendUnavailableError(f"backend 'cuda' needs a CUDA device, got {dev}; pass --device cuda")
+        return "cuda"
+    return "cuda" if not why and (dev is None or dev.type == "cuda") else "torch"
+
+
+@functools.lru_cache(maxsize=None)
+def _build(name: str) -> Backend:
+    if name == "cuda":
+        scan, conv, _ = _cuda_kernels()
+        conv_fn = _cuda_conv(conv) if conv is not None else causal_conv1d_ref
+        detail = "mamba-ssm selective scan + " + ("causal-conv1d" if conv is not None else "cuDNN conv (causal-conv1d not installed)")
+        return Backend("cuda", _cuda_scan(scan), conv_fn, detail)
+    detail = "numba scan for CPU inference, chunked PyTorch scan otherwise" if numba_available() else "chunked PyTorch scan"
+    return Backend("torch", scan_cpu, causal_conv1d_ref, detail)
+
+
+_logged: set[tuple[str, str]] = set()
+
+
+def get_backend(name: str = "auto", device: torch.device | str | None = None) -> Backend:
+    """Resolve and build a backend, logging the choice once per (backend, device type)."""
+    resolved = resolve_backend(name, device)
+    backend = _build(resolved)
+    key = (resolved, str(torch.device(device).type if device is not None else "?"))
+    if key not in _logged:
+        _logged.add(key)
+        log.info("kernel backend: %s (%s)%s", resolved, backend.detail, "" if name == resolved else f", from {name!r}")
+    return backend

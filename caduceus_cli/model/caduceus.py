@@ -1,0 +1,237 @@
+"""Caduceus-PS and Caduceus-Ph: embeddings, blocks, backbone and the masked-LM head.
+
+Module names follow the published state-dict keys (``CADUCEUS_SPEC.md``), so a
+checkpoint loads with ``load_state_dict`` once the ties are restored.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+import torch
+import torch.nn as nn
+import torch.nn.functional as F
+
+from caduceus_cli.kernels.backend import Backend, get_backend
+from caduceus_cli.model.bimamba import BiMamba
+from caduceus_cli.model.config import CaduceusConfig
+from caduceus_cli.model.rc import rc_hidden, swap_halves
+
+
+@dataclass
+class CaduceusOutput:
+    """logits: float32 (B, L, vocab); last_hidden_state: (B, L, H) after the final norm."""
+
+    logits: torch.Tensor | None
+    last_hidden_state: torch.Tensor
+    hidden_states: list[torch.Tensor] | None = None
+
+
+class RMSNorm(nn.Module):
+    """RMSNorm with weight only, computed in float32 and cast back (mamba-ssm's maths)."""
+
+    def __init__(self, dim: int, eps: float = 1e-5) -> None:
+        super().__init__()
+        self.eps = eps
+        self.weight = nn.Parameter(torch.ones(dim))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        xf = x.float()
+        return (xf * torch.rsqrt(xf.pow(2).mean(-1, keepdim=True) + self.eps) * self.weight.float()).to(x.dtype)
+
+    def rc_pair(self, x: torch.Tensor, out_dtype: torch.dtype) -> torch.Tensor:
+        """PS add-norm of a (B, L, 2D) sum: first half normed as is, second half inside an RC
+        sandwich, i.e. ``cat([norm(x1), RC(norm(RC(x2)))])``; RC(norm(RC v)) = v * rstd * flip(w)."""
+        d = x.shape[-1] // 2
+        xf = x.float().unflatten(-1, (2, d))  # (B, L, 2D) -> (B, L, 2, D)
+        rstd = torch.rsqrt(xf.pow(2).mean(-1, keepdim=True) + self.eps)
+        w = torch.stack([self.weight, self.weight.flip(0)]).float()  # (2, D)
+        return (xf * rstd * w).flatten(-2).to(out_dtype)  # (B, L, 2, D) -> (B, L, 2D)
+
+
+class Submodule(nn.Module):
+    """Container giving the ``.submodule`` key prefix of the reference RC wrappers."""
+
+    def __init__(self, submodule: nn.Module) -> None:
+        super().__init__()
+        self.submodule = submodule
+
+
+class RCPSEmbedding(nn.Module):
+    """``cat([E(ids), RC(E(RC(ids)))], -1)`` with one table E."""
+
+    def __init__(self, cfg: CaduceusConfig) -> None:
+        super().__init__()
+        self.register_buffer("complement_map", torch.tensor(cfg.complement_list, dtype=torch.long))
+        self.embedding = nn.Embedding(cfg.padded_vocab_size, cfg.d_model)
+
+    def forward(self, ids: torch.Tensor) -> torch.Tensor:
+        rc_ids = self.complement_map[ids.flip(-1)]  # (B, L)
+        return torch.cat([self.embedding(ids), rc_hidden(self.embedding(rc_ids))], dim=-1)  # (B, L, 2D)
+
+
+class Embeddings(nn.Module):
+    def __init__(self, cfg: CaduceusConfig) -> None:
+        super().__init__()
+        self.word_embeddings = RCPSEmbedding(cfg) if cfg.rcps else nn.Embedding(cfg.padded_vocab_size, cfg.d_model)
+
+    @property
+    def table(self) -> nn.Embedding:
+        w = self.word_embeddings
+        return w.embedding if isinstance(w, RCPSEmbedding) else w
+
+    def forward(self, ids: torch.Tensor) -> torch.Tensor:
+        return self.word_embeddings(ids)
+
+
+class PhBlock(nn.Module):
+    """Pre-norm residual block: ``residual = h + residual; h = mixer(norm(residual))``."""
+
+    def __init__(self, cfg: CaduceusConfig) -> None:
+        super().__init__()
+        self.residual_in_fp32 = cfg.residual_in_fp32
+        self.mixer = BiMamba(cfg)
+        self.norm = RMSNorm(cfg.d_model, cfg.norm_epsilon)
+
+    def forward(self, h: torch.Tensor, residual: torch.Tensor | None, kernels: Backend):
+        residual = h if residual is None else (h + residual).to(residual.dtype)
+        if self.residual_in_fp32:
+            residual = residual.float()
+        return self.mixer(self.norm(residual), kernels), residual
+
+
+class PSBlock(nn.Module):
+    """RC-equivariant block on (B, L, 2D): shared add+norm, mixer in an RC wrapper.
+
+    With ``fused_add_norm`` (the published checkpoints) the block runs on swapped
+    halves, as the reference's fused path does (``CADUCEUS_SPEC.md``, Half swap).
+    """
+
+    def __init__(self, cfg: CaduceusConfig) -> None:
+        super().__init__()
+        self.fused = cfg.fused_add_norm
+        self.residual_in_fp32 = cfg.residual_in_fp32
+        self.mixer = Submodule(BiMamba(cfg))
+        norm = RMSNorm(cfg.d_model, cfg.norm_epsilon)
+        self.norm = norm if self.fused else Submodule(norm)
+
+    @property
+    def rmsnorm(self) -> RMSNorm:
+        return self.norm if isinstance(self.norm, RMSNorm) else self.norm.submodule
+
+    def forward(self, h: torch.Tensor, residual: torch.Tensor | None, kernels: Backend):
+        summed = h if residual is None else (h + residual).to(residual.dtype)
+        residual = swap_halves(summed) if self.fused else summed
+        if self.residual_in_fp32:
+            residual = residual.float()
+        normed = self.rmsnorm.rc_pair(residual, h.dtype)
+        return rc_mixer(self.mixer.submodule, normed, kernels), residual
+
+
+def rc_mixer(mixer: BiMamba, x: torch.Tensor, kernels: Backend) -> torch.Tensor:
+    """``cat([M(x1), RC(M(RC(x2)))], -1)``, both halves in one batched call (B, L, 2D)."""
+    bsz, d = x.shape[0], x.shape[-1] // 2
+    both = torch.cat([x[..., :d], rc_hidden(x[..., d:])], dim=0)  # (2B, L, D)
+    out = mixer(both, kernels)
+    return torch.cat([out[:bsz], rc_hidden(out[bsz:])], dim=-1)  # (B, L, 2D)
+
+
+class Backbone(nn.Module):
+    def __init__(self, cfg: CaduceusConfig) -> None:
+        super().__init__()
+        self.rcps = cfg.rcps
+        self.embeddings = Embeddings(cfg)
+        block = PSBlock if cfg.rcps else PhBlock
+        self.layers = nn.ModuleList(block(cfg) for _ in range(cfg.n_layer))
+        norm_f = RMSNorm(cfg.d_model, cfg.norm_epsilon)
+        self.norm_f = Submodule(norm_f) if (cfg.rcps and not cfg.fused_add_norm) else norm_f
+
+    @property
+    def final_norm(self) -> RMSNorm:
+        return self.norm_f if isinstance(self.norm_f, RMSNorm) else self.norm_f.submodule
+
+    def forward(self, ids: torch.Tensor, kernels: Backend, output_hidden_states: bool = False):
+        h = self.embeddings(ids)  # (B, L, H)
+        residual = None
+        all_hidden = [] if output_hidden_states else None
+        for layer in self.layers:
+            if all_hidden is not None:
+                all_hidden.append(h)
+            h, residual = layer(h, residual, kernels)
+        summed = h if residual is None else (h + residual).to(residual.dtype)
+        norm = self.final_norm
+        out = norm.rc_pair(summed, h.dtype) if self.rcps else norm(summed).to(h.dtype)  # no swap at the end
+        if all_hidden is not None:
+            all_hidden.append(out)
+        return out, all_hidden
+
+
+class RCPSLMHead(nn.Module):
+    """``logits = h1 @ W.T + flip_C(h2) @ W[complement].T`` with W tied to the embedding."""
+
+    def __init__(self, cfg: CaduceusConfig) -> None:
+        super().__init__()
+        self.register_buffer("complement_map", torch.tensor(cfg.complement_list, dtype=torch.long))
+        self.lm_head = nn.Linear(cfg.d_model, cfg.padded_vocab_size, bias=False)
+
+    def forward(self, h: torch.Tensor) -> torch.Tensor:
+        d = h.shape[-1] // 2
+        w = self.lm_head.weight
+        both = torch.cat([h[..., :d], h[..., d:].flip(-1)], dim=-1)  # (B, L, 2D)
+        return F.linear(both, torch.cat([w, w[self.complement_map]], dim=1))  # one matmul, (B, L, V)
+
+
+class CaduceusInner(nn.Module):
+    def __init__(self, cfg: CaduceusConfig) -> None:
+        super().__init__()
+        self.backbone = Backbone(cfg)
+
+
+class CaduceusForMaskedLM(nn.Module):
+    """The masked-LM model: ``model(input_ids)`` -> ``CaduceusOutput``."""
+
+    def __init__(self, cfg: CaduceusConfig, backend: str = "auto") -> None:
+        super().__init__()
+        self.config = cfg
+        self.backend = backend
+        self.caduceus = CaduceusInner(cfg)
+        self.lm_head = RCPSLMHead(cfg) if cfg.rcps else nn.Linear(cfg.d_model, cfg.padded_vocab_size, bias=False)
+        self._init_weights()
+        self.tie_weights()
+
+    # ---- weights ----
+    @property
+    def head_linear(self) -> nn.Linear:
+        return self.lm_head.lm_head if isinstance(self.lm_head, RCPSLMHead) else self.lm_head
+
+    def tie_weights(self) -> None:
+        """Restore every tie: LM head = embedding table; each reverse Mamba's in/out projections."""
+        self.head_linear.weight = self.caduceus.backbone.embeddings.table.weight
+        for layer in self.caduceus.backbone.layers:
+            mixer = layer.mixer.submodule if isinstance(layer, PSBlock) else layer.mixer
+            mixer.tie_weights()
+
+    @torch.no_grad()
+    def _init_weights(self) -> None:
+        """The reference initialisation: normal embeddings, rescaled out_proj per layer."""
+        init = self.config.initializer_cfg or {}
+        nn.init.normal_(self.caduceus.backbone.embeddings.table.weight, std=float(init.get("initializer_range", 0.02)))
+        if init.get("rescale_prenorm_residual", True):
+            scale = math.sqrt(int(init.get("n_residuals_per_layer", 1)) * self.config.n_layer)
+            for name, p in self.named_parameters():
+                if name.endswith("out_proj.weight"):
+                    nn.init.kaiming_uniform_(p, a=math.sqrt(5))
+                    p.div_(scale)
+
+    # ---- forward ----
+    def kernels(self, device: torch.device) -> Backend:
+        return get_backend(self.backend, device)
+
+    def forward(
+        self, input_ids: torch.Tensor, output_hidden_states: bool = False, return_logits: bool = True
+    ) -> CaduceusOutput:
+        kernels = self.kernels(input_ids.device)
+        hidden, all_hidden = self.caduceus.backbone(input_ids, kernels, output_hidden_states)
+        logits = self.lm_head(hidden).float() if return_logits else None
+        return CaduceusOutput(logits=logits, last_hidden_state=hidden, hidden_states=all_hidden)

@@ -1,0 +1,63 @@
+"""The Mamba-1 mixer of one direction, with mamba-ssm's parameter names and maths."""
+
+from __future__ import annotations
+
+import math
+
+import torch
+import torch.nn as nn
+
+from caduceus_cli.kernels.backend import Backend
+from caduceus_cli.model.config import CaduceusConfig
+
+
+class MambaMixer(nn.Module):
+    """``mamba_ssm.modules.mamba_simple.Mamba`` (no bias on in/out projections).
+
+    in_proj -> (x, z); x -> causal depthwise conv1d + SiLU -> x_proj -> (dt, B, C);
+    dt -> dt_proj; selective scan with A = -exp(A_log), D, softplus(dt + dt_bias),
+    gated by SiLU(z) -> out_proj.
+    """
+
+    def __init__(self, cfg: CaduceusConfig) -> None:
+        super().__init__()
+        d_model, d_inner, d_state, dt_rank = cfg.d_model, cfg.d_inner, cfg.d_state, cfg.dt_rank
+        self.d_inner, self.d_state, self.dt_rank = d_inner, d_state, dt_rank
+        self.in_proj = nn.Linear(d_model, 2 * d_inner, bias=False)
+        self.conv1d = nn.Conv1d(d_inner, d_inner, cfg.d_conv, groups=d_inner, padding=cfg.d_conv - 1, bias=True)
+        self.x_proj = nn.Linear(d_inner, dt_rank + 2 * d_state, bias=False)
+        self.dt_proj = nn.Linear(dt_rank, d_inner, bias=True)
+        self.out_proj = nn.Linear(d_inner, d_model, bias=False)
+        self.A_log = nn.Parameter(torch.empty(d_inner, d_state))
+        self.D = nn.Parameter(torch.empty(d_inner))
+        self._init_ssm(cfg)
+
+    @torch.no_grad()
+    def _init_ssm(self, cfg: CaduceusConfig) -> None:
+        """mamba-ssm's initialisation of dt_proj, A_log (S4D-real) and D."""
+        s = cfg.ssm_cfg
+        std = self.dt_rank**-0.5 * float(s.get("dt_scale", 1.0))
+        if s.get("dt_init", "random") == "constant":
+            nn.init.constant_(self.dt_proj.weight, std)
+        else:
+            nn.init.uniform_(self.dt_proj.weight, -std, std)
+        lo, hi = math.log(float(s.get("dt_min", 1e-3))), math.log(float(s.get("dt_max", 0.1)))
+        dt = torch.exp(torch.rand(self.d_inner) * (hi - lo) + lo).clamp(min=float(s.get("dt_init_floor", 1e-4)))
+        self.dt_proj.bias.copy_(dt + torch.log(-torch.expm1(-dt)))  # inverse softplus
+        A = torch.arange(1, self.d_state + 1, dtype=torch.float32).repeat(self.d_inner, 1)  # (d_inner, d_state)
+        self.A_log.copy_(torch.log(A))
+        self.D.fill_(1.0)
+
+    def forward(self, h: torch.Tensor, kernels: Backend) -> torch.Tensor:
+        """h (B, L, d_model) -> (B, L, d_model); one direction, plain path (reference twin)."""
+        xz = self.in_proj(h).transpose(1, 2)  # (B, L, 2*d_inner) -> (B, 2*d_inner, L)
+        x, z = xz.chunk(2, dim=1)  # each (B, d_inner, L)
+        x = kernels.causal_conv1d(x, self.conv1d.weight.squeeze(1), self.conv1d.bias, "silu")
+        x_dbl = self.x_proj(x.transpose(1, 2))  # (B, L, dt_rank + 2*d_state)
+        dt, B, C = torch.split(x_dbl, [self.dt_rank, self.d_state, self.d_state], dim=-1)
+        delta = (dt @ self.dt_proj.weight.t()).transpose(1, 2)  # (B, L, d_inner) -> (B, d_inner, L)
+        A = -torch.exp(self.A_log.float())
+        y = kernels.selective_scan(
+            x, delta, A, B.transpose(1, 2), C.transpose(1, 2), self.D, z=z, delta_bias=self.dt_proj.bias, delta_softplus=True
+        )  # (B, d_inner, L)
+        return self.out_proj(y.transpose(1, 2))  # (B, L, d_model)
