@@ -24,6 +24,7 @@ import torch.nn.functional as F
 
 # elements (b * d * L * n) materialised per segment of the chunked scan (~4 of them live)
 _SEGMENT_BUDGET = 1 << 23
+_SEGMENT_BUDGET_GPU = 1 << 26
 
 
 def _prepare(
@@ -112,7 +113,8 @@ def selective_scan_chunked(
     uf, dt, Af, Bf, Cf, g = _prepare(u, delta, A, B, C, delta_bias, delta_softplus)
     dg, n = d // g, Af.shape[-1]
     T = chunk
-    seg = max(T, (_SEGMENT_BUDGET // max(1, b * d * n)) // T * T)
+    budget = _SEGMENT_BUDGET_GPU if u.is_cuda else _SEGMENT_BUDGET
+    seg = max(T, (budget // max(1, b * d * n)) // T * T)
     ys = []
     h = uf.new_zeros(b, g, dg, n)  # state carried across segments
     for s in range(0, L, seg):

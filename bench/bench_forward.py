@@ -1,0 +1,110 @@
+"""Forward throughput (tokens/s) and peak memory of Caduceus PS / Ph models.
+
+GPU (the issue's four figures; bf16 autocast, random weights):
+    python bench/bench_forward.py --device cuda --out bench/results/forward_h100.json
+CPU (d_model 128, 4-layer PS at L = 4,096, 2 threads):
+    python bench/bench_forward.py --device cpu --threads 2 --out bench/results/forward_cpu.json
+Timings: warm-up, then the median of --repeats runs (CUDA events on the GPU).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import platform
+import statistics
+import sys
+import time
+from pathlib import Path
+
+import torch
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+from caduceus_cli.model.caduceus import CaduceusForMaskedLM  # noqa: E402
+from caduceus_cli.model.config import CaduceusConfig  # noqa: E402
+
+GPU_CASES = [  # (variant, d_model, n_layer, batch, length)
+    ("ps", 256, 16, 1, 131_072),
+    ("ph", 256, 16, 1, 131_072),
+    ("ps", 256, 16, 256, 1_024),
+    ("ph", 256, 16, 256, 1_024),
+]
+CPU_CASES = [("ps", 128, 4, 1, 4_096), ("ph", 128, 4, 1, 4_096)]
+REFERENCE_H100 = {  # the reference implementation, same H100 + kernels, bf16 autocast (from the issue)
+    ("ps", 1, 131_072): 0.84e6, ("ph", 1, 131_072): 1.83e6, ("ps", 256, 1_024): 1.03e6, ("ph", 256, 1_024): 2.3e6,
+}
+
+
+def time_forward(model, ids, device, repeats, autocast):
+    def run():
+        with torch.no_grad(), torch.autocast(device.type, dtype=torch.bfloat16, enabled=autocast):
+            model(ids)
+
+    for _ in range(2):
+        run()
+    times = []
+    for _ in range(repeats):
+        if device.type == "cuda":
+            start, end = torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True)
+            start.record()
+            run()
+            end.record()
+            torch.cuda.synchronize()
+            times.append(start.elapsed_time(end) / 1e3)
+        else:
+            t0 = time.perf_counter()
+            run()
+            times.append(time.perf_counter() - t0)
+    return statistics.median(times)
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
+    ap.add_argument("--backend", default="auto")
+    ap.add_argument("--threads", type=int, default=None)
+    ap.add_argument("--repeats", type=int, default=5)
+    ap.add_argument("--out", type=Path, default=None)
+    args = ap.parse_args()
+    if args.threads:
+        torch.set_num_threads(args.threads)
+        try:
+            import numba
+
+            numba.set_num_threads(args.threads)
+        except ImportError:
+            pass
+    device = torch.device(args.device)
+    cases = GPU_CASES if device.type == "cuda" else CPU_CASES
+    rows = []
+    for variant, d_model, n_layer, batch, length in cases:
+        torch.manual_seed(0)
+        model = CaduceusForMaskedLM(CaduceusConfig(d_model=d_model, n_layer=n_layer, rcps=variant == "ps"),
+                                    backend=args.backend).to(device).eval()
+        ids = torch.randint(7, 11, (batch, length), device=device)
+        if device.type == "cuda":
+            torch.cuda.empty_cache()
+            torch.cuda.reset_peak_memory_stats()
+        sec = time_forward(model, ids, device, args.repeats, autocast=device.type == "cuda")
+        peak = torch.cuda.max_memory_allocated() / 2**30 if device.type == "cuda" else None
+        tps = batch * length / sec
+        ref = REFERENCE_H100.get((variant, batch, length)) if device.type == "cuda" else None
+        rows.append(dict(variant=variant, d_model=d_model, n_layer=n_layer, batch=batch, length=length,
+                         seconds=sec, tokens_per_s=tps, peak_gib=peak, backend=model.kernels(device).name,
+                         reference_tokens_per_s=ref, speedup_vs_reference=(tps / ref) if ref else None))
+        del model
+    meta = dict(device=torch.cuda.get_device_name() if device.type == "cuda" else platform.processor() or "cpu",
+                torch=torch.__version__, threads=torch.get_num_threads(), autocast_bf16=device.type == "cuda")
+    print(f"{'model':<6}{'B x L':>14}{'s/batch':>10}{'Mtok/s':>9}{'peak GiB':>10}{'vs ref':>8}  backend")
+    for r in rows:
+        peak = f"{r['peak_gib']:.2f}" if r["peak_gib"] is not None else "-"
+        sp = f"{r['speedup_vs_reference']:.2f}x" if r["speedup_vs_reference"] else "-"
+        print(f"{r['variant'] + str(r['n_layer']):<6}{r['batch']:>6} x {r['length']:<7}{r['seconds']:>10.4f}"
+              f"{r['tokens_per_s'] / 1e6:>9.3f}{peak:>10}{sp:>8}  {r['backend']}")
+    if args.out:
+        args.out.parent.mkdir(parents=True, exist_ok=True)
+        args.out.write_text(json.dumps(dict(meta=meta, results=rows), indent=2))
+
+
+if __name__ == "__main__":
+    main()
