@@ -50,16 +50,20 @@ def _cuda_kernels() -> tuple[Callable | None, Callable | None, str]:
 
 
 def _cuda_scan(selective_scan_fn: Callable) -> Callable[..., torch.Tensor]:
+    def last_contig(t: torch.Tensor, dtype: torch.dtype) -> torch.Tensor:
+        t = t.to(dtype)
+        return t if t.stride(-1) == 1 else t.contiguous()
+
     def scan(u, delta, A, B, C, D=None, z=None, delta_bias=None, delta_softplus=False):
         dt = u.dtype
         return selective_scan_fn(
-            u.contiguous(),
-            delta.to(dt).contiguous(),
+            last_contig(u, dt),
+            last_contig(delta, dt),
             A.float(),
             B.to(dt).contiguous(),
             C.to(dt).contiguous(),
             None if D is None else D.float(),
-            z=None if z is None else z.to(dt).contiguous(),
+            z=None if z is None else last_contig(z, dt),
             delta_bias=None if delta_bias is None else delta_bias.float(),
             delta_softplus=delta_softplus,
         )
@@ -69,8 +73,10 @@ def _cuda_scan(selective_scan_fn: Callable) -> Callable[..., torch.Tensor]:
 
 def _cuda_conv(causal_conv1d_fn: Callable) -> Callable[..., torch.Tensor]:
     def conv(x, weight, bias=None, activation=None):
+        if x.stride(-1) != 1 and x.stride(1) != 1:
+            x = x.contiguous()
         return causal_conv1d_fn(
-            x.contiguous(), weight.to(x.dtype), None if bias is None else bias.to(x.dtype), activation=activation
+            x, weight.to(x.dtype), None if bias is None else bias.to(x.dtype), activation=activation
         )
 
     return conv

@@ -48,16 +48,24 @@ class MambaMixer(nn.Module):
         self.A_log.copy_(torch.log(A))
         self.D.fill_(1.0)
 
-    def forward(self, h: torch.Tensor, kernels: Backend) -> torch.Tensor:
-        """h (B, L, d_model) -> (B, L, d_model); one direction, plain path (reference twin)."""
-        xz = self.in_proj(h).transpose(1, 2)  # (B, L, 2*d_inner) -> (B, 2*d_inner, L)
-        x, z = xz.chunk(2, dim=1)  # each (B, d_inner, L)
+    def scan_branch(self, xz: torch.Tensor, kernels: Backend) -> torch.Tensor:
+        """Everything between in_proj and out_proj: xz (B, 2*d_inner, L), stride 1 along L -> y (B, d_inner, L)."""
+        x, z = xz[:, : self.d_inner], xz[:, self.d_inner :]  # each (B, d_inner, L)
         x = kernels.causal_conv1d(x, self.conv1d.weight.squeeze(1), self.conv1d.bias, "silu")
-        x_dbl = self.x_proj(x.transpose(1, 2))  # (B, L, dt_rank + 2*d_state)
-        dt, B, C = torch.split(x_dbl, [self.dt_rank, self.d_state, self.d_state], dim=-1)
-        delta = (dt @ self.dt_proj.weight.t()).transpose(1, 2)  # (B, L, d_inner) -> (B, d_inner, L)
+        x_dbl = torch.matmul(self.x_proj.weight, x)  # (R + 2N, d_inner) @ (B, d_inner, L) -> (B, R + 2N, L)
+        dt, B, C = torch.split(x_dbl, [self.dt_rank, self.d_state, self.d_state], dim=1)
+        delta = torch.matmul(self.dt_proj.weight, dt)  # (d_inner, R) @ (B, R, L) -> (B, d_inner, L)
         A = -torch.exp(self.A_log.float())
-        y = kernels.selective_scan(
-            x, delta, A, B.transpose(1, 2), C.transpose(1, 2), self.D, z=z, delta_bias=self.dt_proj.bias, delta_softplus=True
-        )  # (B, d_inner, L)
-        return self.out_proj(y.transpose(1, 2))  # (B, L, d_model)
+        return kernels.selective_scan(x, delta, A, B, C, self.D, z=z, delta_bias=self.dt_proj.bias, delta_softplus=True)
+
+    def in_projection(self, h: torch.Tensor) -> torch.Tensor:
+        """h (B, L, d_model) -> xz (B, 2*d_inner, L), computed as W @ h^T (no transposing copy)."""
+        return torch.matmul(self.in_proj.weight, h.transpose(1, 2))
+
+    def out_projection(self, y: torch.Tensor) -> torch.Tensor:
+        """y (B, d_inner, L) -> (B, L, d_model), computed as y^T @ W^T."""
+        return torch.matmul(y.transpose(1, 2), self.out_proj.weight.t())
+
+    def forward(self, h: torch.Tensor, kernels: Backend) -> torch.Tensor:
+        """h (B, L, d_model) -> (B, L, d_model); one direction (reference twin of the fused BiMamba)."""
+        return self.out_projection(self.scan_branch(self.in_projection(h), kernels))
