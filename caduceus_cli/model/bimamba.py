@@ -14,7 +14,7 @@ import torch.nn as nn
 
 from caduceus_cli.kernels.backend import Backend
 from caduceus_cli.model.config import CaduceusConfig
-from caduceus_cli.model.mamba import MambaMixer
+from caduceus_cli.model.mamba import MambaMixer, channels_flat
 
 
 class BiMamba(nn.Module):
@@ -47,8 +47,10 @@ class BiMamba(nn.Module):
         shared out_proj (it is linear), saving a matmul and an activation.
         """
         f, r = self.mamba_fwd, self.mamba_rev
-        y_f = f.scan_branch(f.in_projection(h), kernels)  # (B, d_inner, L)
-        y_r = r.scan_branch(f.in_projection(h.flip(1)), kernels).flip(-1)  # re-aligned to forward positions
+        bsz, L, _ = h.shape
+        y_f = channels_flat(f.scan_branch(f.in_projection(h), kernels))  # (di, B*L)
+        y_r = channels_flat(r.scan_branch(f.in_projection(h.flip(1)), kernels))  # reverse positions
+        y_r = y_r.view(-1, bsz, L).flip(-1).reshape(y_r.shape)  # (di, B, L) re-aligned to forward positions
         if self.strategy == "add":
-            return f.out_projection(y_f + y_r)
-        return f.out_projection(y_f) * f.out_projection(y_r)
+            return f.out_projection(y_f + y_r, bsz)
+        return f.out_projection(y_f, bsz) * f.out_projection(y_r, bsz)

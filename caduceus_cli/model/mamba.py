@@ -50,22 +50,39 @@ class MambaMixer(nn.Module):
 
     def scan_branch(self, xz: torch.Tensor, kernels: Backend) -> torch.Tensor:
         """Everything between in_proj and out_proj: xz (B, 2*d_inner, L), stride 1 along L -> y (B, d_inner, L)."""
+        bsz = xz.shape[0]
         x, z = xz[:, : self.d_inner], xz[:, self.d_inner :]  # each (B, d_inner, L)
         x = kernels.causal_conv1d(x, self.conv1d.weight.squeeze(1), self.conv1d.bias, "silu")
-        x_dbl = torch.matmul(self.x_proj.weight, x)  # (R + 2N, d_inner) @ (B, d_inner, L) -> (B, R + 2N, L)
-        dt, B, C = torch.split(x_dbl, [self.dt_rank, self.d_state, self.d_state], dim=1)
-        delta = torch.matmul(self.dt_proj.weight, dt)  # (d_inner, R) @ (B, R, L) -> (B, d_inner, L)
+        x_dbl = self.x_proj.weight @ channels_flat(x)  # (R + 2N, d_inner) @ (d_inner, B*L) -> (R + 2N, B*L)
+        dt, B, C = torch.split(x_dbl, [self.dt_rank, self.d_state, self.d_state], dim=0)
+        delta = self.dt_proj.weight @ dt  # (d_inner, R) @ (R, B*L) -> (d_inner, B*L)
         A = -torch.exp(self.A_log.float())
-        return kernels.selective_scan(x, delta, A, B, C, self.D, z=z, delta_bias=self.dt_proj.bias, delta_softplus=True)
+        return kernels.selective_scan(
+            x, batch_view(delta, bsz), A, batch_view(B, bsz), batch_view(C, bsz), self.D,
+            z=z, delta_bias=self.dt_proj.bias, delta_softplus=True,
+        )  # (B, d_inner, L)
 
     def in_projection(self, h: torch.Tensor) -> torch.Tensor:
-        """h (B, L, d_model) -> xz (B, 2*d_inner, L), computed as W @ h^T (no transposing copy)."""
-        return torch.matmul(self.in_proj.weight, h.transpose(1, 2))
+        """h (B, L, d_model) -> xz (B, 2*d_inner, L) stored channel-major as (2*d_inner, B*L)."""
+        bsz, L, d = h.shape
+        xz = self.in_proj.weight @ h.reshape(bsz * L, d).t()  # (2*d_inner, B*L): one plain GEMM
+        return batch_view(xz, bsz)
 
-    def out_projection(self, y: torch.Tensor) -> torch.Tensor:
-        """y (B, d_inner, L) -> (B, L, d_model), computed as y^T @ W^T."""
-        return torch.matmul(y.transpose(1, 2), self.out_proj.weight.t())
+    def out_projection(self, y_flat: torch.Tensor, bsz: int) -> torch.Tensor:
+        """y (d_inner, B*L) -> (B, L, d_model)."""
+        out = y_flat.t() @ self.out_proj.weight.t()  # (B*L, d_model)
+        return out.view(bsz, -1, out.shape[-1])
 
     def forward(self, h: torch.Tensor, kernels: Backend) -> torch.Tensor:
         """h (B, L, d_model) -> (B, L, d_model); one direction (reference twin of the fused BiMamba)."""
-        return self.out_projection(self.scan_branch(self.in_projection(h), kernels))
+        return self.out_projection(channels_flat(self.scan_branch(self.in_projection(h), kernels)), h.shape[0])
+
+
+def batch_view(t: torch.Tensor, bsz: int) -> torch.Tensor:
+    """(C, B*L) -> (B, C, L) view with stride 1 along L (what the kernels take)."""
+    return t.view(t.shape[0], bsz, -1).permute(1, 0, 2)
+
+
+def channels_flat(t: torch.Tensor) -> torch.Tensor:
+    """(B, C, L) -> (C, B*L): a view when stored channel-major (kernel outputs keep it), else a copy."""
+    return t.permute(1, 0, 2).reshape(t.shape[1], -1)
