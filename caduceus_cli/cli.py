@@ -50,6 +50,8 @@ def _root(
 ) -> None:
     """Run `caduceus COMMAND --help` for the options and examples of each command."""
     level = logging.WARNING if verbose == 0 else logging.INFO if verbose == 1 else logging.DEBUG
+    if len(sys.argv) > 1 and "pretrain" in sys.argv[1:3] and verbose == 0:
+        level = logging.INFO  # training metrics are the point of that command
     logging.basicConfig(
         level=level, format="%(message)s", handlers=[RichHandler(console=err_console, show_path=False)], force=True
     )
@@ -101,6 +103,47 @@ def score_vcf_cmd(
         summary = score_vcf(vcf, str(ref), out, model, opts, progress=advance)
     if not quiet:
         err_console.print(f"[green]done:[/] {describe_summary(summary)}", highlight=False)
+
+
+@app.command(
+    epilog=(
+        "Examples:\n\n"
+        "  caduceus pretrain 20.fa.gz --val-fasta 22_slice.fa -o runs/ps --seq-len 1024 --steps 2000\n\n"
+        "  torchrun --nproc-per-node 8 -m caduceus_cli.cli pretrain hg38.fa.gz -o runs/big --resume"
+    ),
+)
+def pretrain(
+    fasta: list[Path] = typer.Argument(..., help="Training FASTA files (plain, gzip or bgzip)."),
+    out: Path = typer.Option(..., "--output", "-o", help="Run folder: checkpoints/, model/, metrics.jsonl."),
+    seq_len: int = typer.Option(1024, help="Training length (tokens per sequence); becomes the model's window."),
+    d_model: int = typer.Option(128), n_layer: int = typer.Option(4),
+    variant: str = typer.Option("ps", help="ps (RC-equivariant) or ph (RC augmentation)."),
+    steps: int = typer.Option(1000), batch_size: int = typer.Option(32, help="Sequences per micro-batch per process."),
+    tokens_per_step: int = typer.Option(0, help="Gradient accumulation up to this many tokens per step (0: none)."),
+    lr: float = typer.Option(8e-3), seed: int = typer.Option(0),
+    bed: Optional[Path] = typer.Option(None, help="BED of training intervals (0-based)."),
+    val_fasta: list[Path] = typer.Option([], help="Held-out FASTA for validation."),
+    val_contig: list[str] = typer.Option([], help="Contigs of the training FASTA held out for validation."),
+    contig: list[str] = typer.Option([], help="Train only on these contigs."),
+    eval_every: int = typer.Option(200), save_every: int = typer.Option(500),
+    time_budget: float = typer.Option(0.0, help="Seconds: shorten --steps to fit (schedule included)."),
+    device: str = typer.Option("auto"), backend: str = typer.Option("auto"),
+    resume: bool = typer.Option(False, help="Continue from the latest checkpoint in --output."),
+) -> None:
+    """Masked-LM pretraining on any genome; resumable, SIGTERM-safe, DDP under torchrun."""
+    from caduceus_cli.training.pretrain import PretrainConfig
+    from caduceus_cli.training.pretrain import pretrain as run
+    from caduceus_cli.variants import command_line
+
+    cfg = PretrainConfig(fasta=tuple(map(str, fasta)), out_dir=str(out), seq_len=seq_len, d_model=d_model,
+                         n_layer=n_layer, rcps=variant == "ps", steps=steps, batch_size=batch_size,
+                         tokens_per_step=tokens_per_step, lr=lr, seed=seed, bed=str(bed) if bed else None,
+                         val_fasta=tuple(map(str, val_fasta)), val_contigs=tuple(val_contig), train_contigs=tuple(contig),
+                         eval_every=eval_every, save_every=save_every, time_budget_s=time_budget, device=device,
+                         backend=backend, resume=resume, command=command_line())
+    result = run(cfg)
+    err_console.print(f"[green]done:[/] step {result.get('step')} loss {result.get('loss', float('nan')):.4f}"
+                      + (f" val_loss {result['val_loss']:.4f}" if "val_loss" in result else ""), highlight=False)
 
 
 def main() -> None:

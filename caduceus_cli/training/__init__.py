@@ -1,0 +1,1 @@
+"""Masked-LM pretraining of Caduceus (``CADUCEUS_SPEC.md``, pretraining recipe)."""
