@@ -15,20 +15,12 @@ from pathlib import Path
 
 import pysam
 
+from caduceus_cli.coords import Interval0
 from caduceus_cli.errors import InputFileError
 
 log = logging.getLogger(__name__)
 
 _MITO = {"chrM": "MT", "MT": "chrM", "chrMT": "MT", "M": "MT"}
-
-
-@dataclass(frozen=True)
-class Interval0:
-    """A half-open interval [start, end) in 0-based reference coordinates."""
-
-    chrom: str
-    start: int
-    end: int
 
 
 @dataclass(frozen=True)
