@@ -133,7 +133,7 @@ def pretrain(
     """Masked-LM pretraining on any genome; resumable, SIGTERM-safe, DDP under torchrun."""
     from caduceus_cli.training.pretrain import PretrainConfig
     from caduceus_cli.training.pretrain import pretrain as run
-    from caduceus_cli.variants import command_line
+    from caduceus_cli.provenance import command_line
 
     cfg = PretrainConfig(fasta=tuple(map(str, fasta)), out_dir=str(out), seq_len=seq_len, d_model=d_model,
                          n_layer=n_layer, rcps=variant == "ps", steps=steps, batch_size=batch_size,

@@ -32,6 +32,7 @@ import numpy as np
 from caduceus_cli import __version__
 from caduceus_cli.errors import InputFileError, ReferenceError_
 from caduceus_cli.model.loading import load_model, weights_sha256
+from caduceus_cli.provenance import command_line
 from caduceus_cli.reference import Reference, read_rename_table
 from caduceus_cli.tokenizer import MASK, encode
 from caduceus_cli.variants import (
@@ -40,7 +41,6 @@ from caduceus_cli.variants import (
     VcfWriter,
     add_header_lines,
     allele_class,
-    command_line,
     output_format,
 )
 from caduceus_cli.windows import WindowModel, pick_device

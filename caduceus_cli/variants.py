@@ -10,7 +10,6 @@ import csv
 import gzip
 import logging
 import os
-import shlex
 import subprocess
 import sys
 import tempfile
@@ -264,7 +263,3 @@ class TsvWriter:
             self.out.commit()
         else:
             self.out.abort()
-
-
-def command_line() -> str:
-    return " ".join(shlex.quote(a) for a in ["caduceus"] + sys.argv[1:])
