@@ -217,7 +217,7 @@ class Trainer:
                     with contextlib.nullcontext() if sync else self.ddp.no_sync():
                         loss, c, n = self._loss(ids, gen, not self.model.config.rcps, model)
                         (loss / self.accum).backward()
-                    loss_sum += float(loss) / self.accum
+                    loss_sum += float(loss.detach()) / self.accum
                     correct += c
                     n_tok += n
                 gnorm = torch.nn.utils.clip_grad_norm_(self.model.parameters(), cfg.grad_clip)

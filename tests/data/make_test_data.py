@@ -69,4 +69,4 @@ if __name__ == "__main__":
     chr22_vcf(HERE / "chr22_10donors.vcf.gz", None)
     EXAMPLES.mkdir(exist_ok=True)
     chr22_slice(EXAMPLES / "chr22_slice.fa.gz")
-    chr22_vcf(EXAMPLES / "chr22_example.vcf.gz", 200)
+    chr22_vcf(EXAMPLES / "chr22_example.vcf.gz", 50)
