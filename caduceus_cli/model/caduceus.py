@@ -13,10 +13,11 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
+from caduceus_cli.kernels.addnorm import add_norm
 from caduceus_cli.kernels.backend import Backend, get_backend
 from caduceus_cli.model.bimamba import BiMamba
 from caduceus_cli.model.config import CaduceusConfig
-from caduceus_cli.model.rc import rc_hidden, swap_halves
+from caduceus_cli.model.rc import rc_hidden
 
 
 @dataclass
@@ -95,10 +96,8 @@ class PhBlock(nn.Module):
         self.norm = RMSNorm(cfg.d_model, cfg.norm_epsilon)
 
     def forward(self, h: torch.Tensor, residual: torch.Tensor | None, kernels: Backend):
-        residual = h if residual is None else (h + residual).to(residual.dtype)
-        if self.residual_in_fp32:
-            residual = residual.float()
-        return self.mixer(self.norm(residual), kernels), residual
+        normed, residual = add_norm(h, residual, self.norm.weight, self.norm.eps, False, False, self.residual_in_fp32)
+        return self.mixer(normed, kernels), residual
 
 
 class PSBlock(nn.Module):
@@ -121,11 +120,8 @@ class PSBlock(nn.Module):
         return self.norm if isinstance(self.norm, RMSNorm) else self.norm.submodule
 
     def forward(self, h: torch.Tensor, residual: torch.Tensor | None, kernels: Backend):
-        summed = h if residual is None else (h + residual).to(residual.dtype)
-        residual = swap_halves(summed) if self.fused else summed
-        if self.residual_in_fp32:
-            residual = residual.float()
-        normed = self.rmsnorm.rc_pair(residual, h.dtype)
+        norm = self.rmsnorm
+        normed, residual = add_norm(h, residual, norm.weight, norm.eps, self.fused, True, self.residual_in_fp32)
         return rc_mixer(self.mixer.submodule, normed, kernels), residual
 
 
@@ -159,9 +155,8 @@ class Backbone(nn.Module):
             if all_hidden is not None:
                 all_hidden.append(h)
             h, residual = layer(h, residual, kernels)
-        summed = h if residual is None else (h + residual).to(residual.dtype)
-        norm = self.final_norm
-        out = norm.rc_pair(summed, h.dtype) if self.rcps else norm(summed).to(h.dtype)  # no swap at the end
+        norm = self.final_norm  # no swap at the end
+        out, _ = add_norm(h, residual, norm.weight, norm.eps, False, self.rcps, False)
         if all_hidden is not None:
             all_hidden.append(out)
         return out, all_hidden
