@@ -9,7 +9,6 @@ from __future__ import annotations
 import logging
 import sys
 from pathlib import Path
-from typing import Optional
 
 import typer
 from rich.console import Console
@@ -59,7 +58,7 @@ def _root(
 
 @app.command(epilog="Example: caduceus info models/caduceus-ps-hg-chr20-d128-n4")
 def info(
-    model: Optional[str] = typer.Argument(None, help="Model directory or hub id (default: the shipped model)."),
+    model: str | None = typer.Argument(None, help="Model directory or hub id (default: the shipped model)."),
 ) -> None:
     """Describe a model: architecture, parameters, weights sha256, training length, backend."""
     from caduceus_cli.model.inspect import describe_model
@@ -80,15 +79,15 @@ def score_vcf_cmd(
     vcf: str = typer.Argument(..., help="VCF, VCF.gz or BCF; '-' reads standard input."),
     ref: Path = typer.Option(..., "--ref", "-r", help="Reference FASTA (plain or bgzip; indexed when missing)."),
     out: str = typer.Option("-", "--output", "-o", help="Output: .vcf, .vcf.gz (bgzip + tabix), .bcf, .tsv, or '-'."),
-    output_type: Optional[str] = typer.Option(None, "--output-type", "-O", help="v, z, b or tsv (default: from -o)."),
-    model: Optional[str] = typer.Option(None, "--model", "-m", help="Model directory or hub id (default: shipped model)."),
-    window: Optional[int] = typer.Option(None, "--window", "-w", help="Window in bp (default: model training length; max 131072)."),
+    output_type: str | None = typer.Option(None, "--output-type", "-O", help="v, z, b or tsv (default: from -o)."),
+    model: str | None = typer.Option(None, "--model", "-m", help="Model directory or hub id (default: shipped model)."),
+    window: int | None = typer.Option(None, "--window", "-w", help="Window in bp (default: model training length; max 131072)."),
     flank: int = typer.Option(768, help="Embedding pooling half-width around the variant."),
     batch_size: int = typer.Option(8, "--batch-size", "-b", help="Windows per forward pass."),
     device: str = typer.Option("auto", help="auto, cpu, cuda or cuda:N."),
     backend: str = typer.Option("auto", help="Kernel backend: auto, torch or cuda (mamba-ssm)."),
     precision: str = typer.Option("auto", help="auto (bf16 on GPU, fp32 on CPU), bf16 or fp32."),
-    rename_chrs: Optional[Path] = typer.Option(None, "--rename-chrs", help="Two-column file: VCF contig, reference contig."),
+    rename_chrs: Path | None = typer.Option(None, "--rename-chrs", help="Two-column file: VCF contig, reference contig."),
     strict: bool = typer.Option(False, help="Fail on REF mismatch or a missing contig instead of flagging."),
     quiet: bool = typer.Option(False, "--quiet", "-q", help="No progress output."),
 ) -> None:
@@ -121,7 +120,7 @@ def pretrain(
     steps: int = typer.Option(1000), batch_size: int = typer.Option(32, help="Sequences per micro-batch per process."),
     tokens_per_step: int = typer.Option(0, help="Gradient accumulation up to this many tokens per step (0: none)."),
     lr: float = typer.Option(8e-3), seed: int = typer.Option(0),
-    bed: Optional[Path] = typer.Option(None, help="BED of training intervals (0-based)."),
+    bed: Path | None = typer.Option(None, help="BED of training intervals (0-based)."),
     val_fasta: list[Path] = typer.Option([], help="Held-out FASTA for validation."),
     val_contig: list[str] = typer.Option([], help="Contigs of the training FASTA held out for validation."),
     contig: list[str] = typer.Option([], help="Train only on these contigs."),
@@ -131,9 +130,9 @@ def pretrain(
     resume: bool = typer.Option(False, help="Continue from the latest checkpoint in --output."),
 ) -> None:
     """Masked-LM pretraining on any genome; resumable, SIGTERM-safe, DDP under torchrun."""
+    from caduceus_cli.provenance import command_line
     from caduceus_cli.training.pretrain import PretrainConfig
     from caduceus_cli.training.pretrain import pretrain as run
-    from caduceus_cli.provenance import command_line
 
     cfg = PretrainConfig(fasta=tuple(map(str, fasta)), out_dir=str(out), seq_len=seq_len, d_model=d_model,
                          n_layer=n_layer, rcps=variant == "ps", steps=steps, batch_size=batch_size,

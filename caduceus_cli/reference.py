@@ -72,7 +72,7 @@ class Reference:
             if str(self.path).endswith(".gz"):
                 hint = f"; a compressed FASTA must be bgzip-compressed: zcat {self.path} | bgzip > ref.fa.gz"
             raise InputFileError(f"{self.path}: cannot open or index the FASTA ({exc}){hint}") from exc
-        self.lengths = dict(zip(self._fasta.references, self._fasta.lengths))
+        self.lengths = dict(zip(self._fasta.references, self._fasta.lengths, strict=True))
         self.renames = dict(renames or {})
         self._resolved: dict[str, str | None] = {}
 

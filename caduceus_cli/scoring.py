@@ -24,8 +24,8 @@ from __future__ import annotations
 import logging
 import os
 from collections import Counter, OrderedDict
+from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Callable
 
 import numpy as np
 
@@ -179,7 +179,7 @@ class VariantScorer:
             rkey = (p.chrom, p.start)
             if rkey not in self._ref_cache:
                 ref_keys.setdefault(rkey, len(ref_keys))
-            for i, seq in p.alt_seqs.items():
+            for seq in p.alt_seqs.values():
                 alt_keys.setdefault(seq, len(alt_keys))
             if p.masked:
                 mask_keys.setdefault((p.chrom, p.start, len(p.rec.ref)), len(mask_keys))
@@ -221,7 +221,7 @@ class VariantScorer:
 def _llr(logp: np.ndarray, ref: str, alt: str) -> float | None:
     """Sum over positions where ref and alt differ of log P(alt base) - log P(ref base)."""
     total = 0.0
-    for j, (r, a) in enumerate(zip(ref, alt)):
+    for j, (r, a) in enumerate(zip(ref, alt, strict=True)):
         if r == a:
             continue
         if r not in _BASE_INDEX or a not in _BASE_INDEX:

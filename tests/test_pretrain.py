@@ -10,7 +10,7 @@ import pytest
 import torch
 
 from caduceus_cli import load_model
-from caduceus_cli.tokenizer import MASK, N, PAD, encode
+from caduceus_cli.tokenizer import MASK, PAD, N, encode
 from caduceus_cli.training import pretrain as pt
 from caduceus_cli.training.baseline import kmer_counts, kmer_cross_entropy
 from caduceus_cli.training.masking import IGNORE, mask_tokens

@@ -1,21 +1,15 @@
-"""Residual add + (optional half swap) + RMSNorm of Caduceus blocks.
+"""Residual add + (optional half swap) + RMSNorm of Caduceus blocks, in one function.
 
-``add_norm_ref`` is the eager reference twin; on CUDA ``add_norm`` is the same
-function through ``torch.compile`` (one fused kernel instead of ~8 passes over a
-(B, L, H) tensor), falling back to eager, logged once, if compilation fails.
+Tried: ``torch.compile`` of this function on the H100 (bench/results/NOTES.md): its
+generated kernel was not clearly faster and recompiled per dtype, so it stays eager.
 """
 
 from __future__ import annotations
 
-import logging
-import os
-
 import torch
 
-log = logging.getLogger(__name__)
 
-
-def add_norm_ref(
+def add_norm(
     h: torch.Tensor, residual: torch.Tensor | None, weight: torch.Tensor, eps: float, swap: bool, rc_pair: bool,
     residual_fp32: bool,
 ) -> tuple[torch.Tensor, torch.Tensor]:
@@ -36,22 +30,3 @@ def add_norm_ref(
     else:
         normed = xf * torch.rsqrt(xf.pow(2).mean(-1, keepdim=True) + eps) * weight.float()
     return normed.to(h.dtype), summed
-
-
-_compiled = None
-_failed = False
-
-
-def add_norm(h, residual, weight, eps, swap, rc_pair, residual_fp32):
-    """``add_norm_ref``, compiled on CUDA (set CADUCEUS_NO_COMPILE=1 to stay eager)."""
-    global _compiled, _failed
-    if h.device.type != "cuda" or _failed or os.environ.get("CADUCEUS_NO_COMPILE") or torch.is_grad_enabled():
-        return add_norm_ref(h, residual, weight, eps, swap, rc_pair, residual_fp32)
-    if _compiled is None:
-        _compiled = torch.compile(add_norm_ref, dynamic=True)
-    try:
-        return _compiled(h, residual, weight, eps, swap, rc_pair, residual_fp32)
-    except Exception as exc:  # a broken toolchain must not break inference
-        _failed = True
-        log.warning("torch.compile of add+norm failed (%s); using the eager path", type(exc).__name__)
-        return add_norm_ref(h, residual, weight, eps, swap, rc_pair, residual_fp32)

@@ -10,8 +10,8 @@ from __future__ import annotations
 
 import functools
 import logging
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Callable
 
 import torch
 
@@ -35,7 +35,7 @@ class Backend:
     detail: str = ""
 
 
-@functools.lru_cache(maxsize=None)
+@functools.cache
 def _cuda_kernels() -> tuple[Callable | None, Callable | None, str]:
     """(selective_scan_fn, causal_conv1d_fn or None, reason if unavailable)."""
     try:
@@ -107,7 +107,7 @@ def resolve_backend(name: str = "auto", device: torch.device | str | None = None
     return "cuda" if not why and (dev is None or dev.type == "cuda") else "torch"
 
 
-@functools.lru_cache(maxsize=None)
+@functools.cache
 def _build(name: str) -> Backend:
     if name == "cuda":
         scan, conv, _ = _cuda_kernels()

@@ -41,15 +41,6 @@ class RMSNorm(nn.Module):
         xf = x.float()
         return (xf * torch.rsqrt(xf.pow(2).mean(-1, keepdim=True) + self.eps) * self.weight.float()).to(x.dtype)
 
-    def rc_pair(self, x: torch.Tensor, out_dtype: torch.dtype) -> torch.Tensor:
-        """PS add-norm of a (B, L, 2D) sum: first half normed as is, second half inside an RC
-        sandwich, i.e. ``cat([norm(x1), RC(norm(RC(x2)))])``; RC(norm(RC v)) = v * rstd * flip(w)."""
-        d = x.shape[-1] // 2
-        xf = x.float().unflatten(-1, (2, d))  # (B, L, 2D) -> (B, L, 2, D)
-        rstd = torch.rsqrt(xf.pow(2).mean(-1, keepdim=True) + self.eps)
-        w = torch.stack([self.weight, self.weight.flip(0)]).float()  # (2, D)
-        return (xf * rstd * w).flatten(-2).to(out_dtype)  # (B, L, 2, D) -> (B, L, 2D)
-
 
 class Submodule(nn.Module):
     """Container giving the ``.submodule`` key prefix of the reference RC wrappers."""

@@ -14,8 +14,8 @@ from pathlib import Path
 
 import numpy as np
 
-from caduceus_cli.errors import InputFileError
 from caduceus_cli.coords import Interval0
+from caduceus_cli.errors import InputFileError
 from caduceus_cli.tokenizer import N, encode
 
 log = logging.getLogger(__name__)

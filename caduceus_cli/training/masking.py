@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import torch
 
-from caduceus_cli.tokenizer import MASK, N, NUCLEOTIDE_IDS, PAD
+from caduceus_cli.tokenizer import MASK, NUCLEOTIDE_IDS, PAD, N
 
 IGNORE = -100
 

@@ -1,0 +1,60 @@
+"""score-vcf end-to-end throughput against the bare forward throughput of the same model and window.
+
+    python bench/bench_score.py --vcf examples/chr22_example.vcf.gz --ref examples/chr22_slice.fa.gz --threads 2
+Model: the shipped default unless --model. "windows/s" counts model forwards of one window;
+end-to-end efficiency = (windows scored / wall time) / (bare forward windows/s).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import torch
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+from caduceus_cli.model.loading import load_model  # noqa: E402
+from caduceus_cli.scoring import ScoreOptions, score_vcf  # noqa: E402
+from caduceus_cli.windows import WindowModel, pick_device  # noqa: E402
+
+ap = argparse.ArgumentParser()
+ap.add_argument("--vcf", required=True)
+ap.add_argument("--ref", required=True)
+ap.add_argument("--model")
+ap.add_argument("--window", type=int)
+ap.add_argument("--batch-size", type=int, default=8)
+ap.add_argument("--device", default="auto")
+ap.add_argument("--threads", type=int)
+ap.add_argument("--out", type=Path)
+args = ap.parse_args()
+if args.threads:
+    torch.set_num_threads(args.threads)
+    import numba
+
+    numba.set_num_threads(args.threads)
+device = pick_device(args.device)
+model = load_model(args.model, device=device)
+W = args.window or model.config.max_seq_len
+engine = WindowModel(model, device, args.batch_size)
+ids = torch.randint(7, 11, (args.batch_size * 4, W)).numpy()
+engine.pooled_features(ids[: args.batch_size], W // 2, 768)  # warm-up (numba compile, kernels)
+t0 = time.perf_counter()
+engine.pooled_features(ids, W // 2, 768)
+if device.type == "cuda":
+    torch.cuda.synchronize()
+bare = len(ids) / (time.perf_counter() - t0)
+opts = ScoreOptions(window=W, batch_size=args.batch_size, device=args.device)
+with tempfile.TemporaryDirectory() as tmp:
+    t0 = time.perf_counter()
+    s = score_vcf(args.vcf, args.ref, f"{tmp}/o.vcf.gz", args.model, opts)
+    wall = time.perf_counter() - t0
+res = dict(device=str(device), threads=torch.get_num_threads(), window=W, records=s.records, alts=s.alts,
+           wall_s=wall, variants_per_s=s.alts / wall, windows=s.windows_run, windows_per_s=s.windows_run / wall,
+           bare_forward_windows_per_s=bare, efficiency=(s.windows_run / wall) / bare)
+print(json.dumps(res, indent=2))
+if args.out:
+    args.out.write_text(json.dumps(res, indent=2))
