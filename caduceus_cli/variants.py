@@ -1,7 +1,7 @@
 """Variant IO: read VCF/BCF (or stdin) with pysam, write annotated VCF/BCF/TSV atomically.
 
-Positions: ``Site.pos1`` is the VCF's 1-based POS; the scorer converts to 0-based
-once (``pos0``). Every input record is written, in input order.
+Positions: the VCF's POS is 1-based; the scorer converts it to 0-based once
+(``pos0``). Every input record is written, in input order.
 """
 
 from __future__ import annotations
@@ -14,7 +14,6 @@ import subprocess
 import sys
 import tempfile
 from collections.abc import Iterator
-from dataclasses import dataclass
 from pathlib import Path
 
 import pysam
@@ -32,18 +31,6 @@ INFO_FIELDS = {
                  "EDGE_PADDED, N_IN_WINDOW, SYMBOLIC, TOO_LONG)"),
     "CAD_PROB": ("A", "Float", "Caduceus probe probability that the variant is causal"),
 }
-
-
-@dataclass(frozen=True)
-class Site:
-    """One VCF record: ``pos1`` is 1-based (the VCF POS); ``alts`` may be empty ('.')."""
-
-    index: int
-    chrom: str
-    pos1: int
-    id: str
-    ref: str
-    alts: tuple[str, ...]
 
 
 def allele_class(ref: str, alt: str) -> str:
@@ -121,10 +108,6 @@ class VariantReader:
             self._proc.stdout.close()
             if self._proc.wait() not in (0, -13) and self._n:  # -13: SIGPIPE after an early stop
                 raise InputFileError(f"{self.path}: gzip stream is truncated or corrupt (gzip -t {self.path})")
-
-
-def site_of(rec: pysam.VariantRecord, index: int) -> Site:
-    return Site(index, rec.chrom, rec.pos, rec.id or ".", rec.ref or "", tuple(rec.alts or ()))
 
 
 def add_header_lines(header: pysam.VariantHeader, provenance: dict[str, str], with_prob: bool) -> None:

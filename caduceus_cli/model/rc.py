@@ -10,12 +10,6 @@ def rc_hidden(h: torch.Tensor) -> torch.Tensor:
     return h.flip(dims=(-2, -1))
 
 
-def swap_halves(h: torch.Tensor) -> torch.Tensor:
-    """[a, b] -> [b, a] along channels (B, L, 2D)."""
-    d = h.shape[-1] // 2
-    return torch.cat([h[..., d:], h[..., :d]], dim=-1)
-
-
 def rc_average_ps(hidden: torch.Tensor) -> torch.Tensor:
     """Per-position RC-averaged features of a PS hidden state (B, L, 2D) -> (B, L, D).
 
