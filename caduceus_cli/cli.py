@@ -20,6 +20,7 @@ from caduceus_cli.errors import (
     CaduceusError,
     InputFileError,
     ModelLoadError,
+    ProbeError,
     ReferenceError_,
 )
 
@@ -33,7 +34,7 @@ app = typer.Typer(
     pretty_exceptions_enable=False,
 )
 
-EXIT_CODES = {InputFileError: 3, ReferenceError_: 4, ModelLoadError: 5, BackendUnavailableError: 6}
+EXIT_CODES = {InputFileError: 3, ReferenceError_: 4, ModelLoadError: 5, BackendUnavailableError: 6, ProbeError: 7}
 
 
 def _version(value: bool) -> None:
@@ -72,7 +73,8 @@ def info(
     epilog=(
         "Examples:\n\n"
         "  caduceus score-vcf examples/chr22_example.vcf.gz --ref examples/chr22_slice.fa.gz -o scored.vcf.gz\n\n"
-        "  bcftools view -r 22 calls.bcf | caduceus score-vcf - --ref hg19.fa -o - -O tsv | head"
+        "  bcftools view -r 22 calls.bcf | caduceus score-vcf - --ref hg19.fa -o - -O tsv | head\n\n"
+        "  caduceus score-vcf calls.vcf.gz --ref hg19.fa --probe probe_run/probe.joblib -o scored.vcf.gz"
     ),
 )
 def score_vcf_cmd(
@@ -82,8 +84,10 @@ def score_vcf_cmd(
     output_type: str | None = typer.Option(None, "--output-type", "-O", help="v, z, b or tsv (default: from -o)."),
     model: str | None = typer.Option(None, "--model", "-m", help="Model directory or hub id (default: shipped model)."),
     window: int | None = typer.Option(None, "--window", "-w", help="Window in bp (default: model training length; max 131072)."),
-    flank: int = typer.Option(768, help="Embedding pooling half-width around the variant."),
+    flank: int | None = typer.Option(None, help="Embedding pooling half-width around the variant (default 768, or the probe's)."),
     batch_size: int = typer.Option(8, "--batch-size", "-b", help="Windows per forward pass."),
+    probe: Path | None = typer.Option(None, "--probe", help="Probe from `caduceus finetune --method probe`: adds CAD_PROB."),
+    tissue: str | None = typer.Option(None, help="Tissue of every variant, for a probe trained with tissue."),
     device: str = typer.Option("auto", help="auto, cpu, cuda or cuda:N."),
     backend: str = typer.Option("auto", help="Kernel backend: auto, torch or cuda (mamba-ssm)."),
     precision: str = typer.Option("auto", help="auto (bf16 on GPU, fp32 on CPU), bf16 or fp32."),
@@ -91,13 +95,13 @@ def score_vcf_cmd(
     strict: bool = typer.Option(False, help="Fail on REF mismatch or a missing contig instead of flagging."),
     quiet: bool = typer.Option(False, "--quiet", "-q", help="No progress output."),
 ) -> None:
-    """Annotate every ALT of a VCF with RC-averaged Caduceus scores (CAD_LLR, CAD_COS, CAD_FLAG)."""
+    """Annotate every ALT of a VCF with RC-averaged Caduceus scores (CAD_LLR, CAD_COS, CAD_FLAG; CAD_PROB with --probe)."""
     from caduceus_cli.progress import progress_reporter
     from caduceus_cli.scoring import ScoreOptions, count_records, describe_summary, score_vcf
 
     opts = ScoreOptions(window=window, flank=flank, batch_size=batch_size, strict=strict, device=device,
                         backend=backend, precision=precision, rename_chrs=str(rename_chrs) if rename_chrs else None,
-                        output_format=output_type)
+                        output_format=output_type, probe=str(probe) if probe else None, tissue=tissue)
     with progress_reporter("variants", count_records(vcf), quiet=quiet, console=err_console) as advance:
         summary = score_vcf(vcf, str(ref), out, model, opts, progress=advance)
     if not quiet:
@@ -143,6 +147,127 @@ def pretrain(
     result = run(cfg)
     err_console.print(f"[green]done:[/] step {result.get('step')} loss {result.get('loss', float('nan')):.4f}"
                       + (f" val_loss {result['val_loss']:.4f}" if "val_loss" in result else ""), highlight=False)
+
+
+_EMBED_COMMON = {
+    "window": "Window in bp (default: model training length; max 131072).",
+    "flank": "Pooling half-width around the variant / sequence centre (the paper's 768).",
+}
+
+
+@app.command(
+    epilog=(
+        "Examples:\n\n"
+        "  caduceus embed examples/chr22_example.vcf.gz --ref examples/chr22_slice.fa.gz -o variants.parquet\n\n"
+        "  caduceus embed eqtl.tsv --ref hg38.fa -o eqtl.parquet --window 131072\n\n"
+        "  caduceus embed promoters.bed --ref hg38.fa -o promoters.parquet --pool centre --flank 256\n\n"
+        "  caduceus embed reads.fa -o tokens.npy --pool none"
+    ),
+)
+def embed(
+    inputs: str = typer.Argument(..., help="FASTA of sequences, BED (with --ref), VCF, or a variant table (.csv/.tsv/.parquet)."),
+    out: str = typer.Option(..., "--output", "-o", help="Parquet (.parquet); with --pool none: .npy (streamed) or .safetensors."),
+    ref: Path | None = typer.Option(None, "--ref", "-r", help="Reference FASTA for BED regions and variants."),
+    model: str | None = typer.Option(None, "--model", "-m", help="Model directory or hub id (default: shipped model)."),
+    pool: str | None = typer.Option(None, help="mean (whole sequence/window), centre (+/- flank) or none (per token). "
+                                    "Default: centre for variants, mean for sequences."),
+    window: int | None = typer.Option(None, "--window", "-w", help=_EMBED_COMMON["window"]),
+    flank: int = typer.Option(768, help=_EMBED_COMMON["flank"]),
+    layer: int = typer.Option(-1, help="Hidden state: 0 = embeddings .. n_layer; -1 = final normalised output."),
+    rc_mode: str = typer.Option("avg", "--rc-mode", help="avg (strand-averaged), fwd, or both (strands concatenated)."),
+    bed: bool = typer.Option(False, "--bed", help="Treat the input as BED whatever its name."),
+    columns: str | None = typer.Option(None, help="Table column mapping, e.g. chromosome=chr,position=pos1."),
+    batch_size: int = typer.Option(8, "--batch-size", "-b"),
+    device: str = typer.Option("auto"), backend: str = typer.Option("auto"), precision: str = typer.Option("auto"),
+    rename_chrs: Path | None = typer.Option(None, "--rename-chrs", help="Two-column file: input contig, reference contig."),
+    strict: bool = typer.Option(False, help="VCF input: fail on REF mismatch or a missing contig instead of flagging."),
+    quiet: bool = typer.Option(False, "--quiet", "-q"),
+) -> None:
+    """Embeddings of sequences, regions or variants (RC-averaged by default) to Parquet / .npy / .safetensors."""
+    from caduceus_cli.embed_io import embed as run
+    from caduceus_cli.embedding import EmbedOptions
+    from caduceus_cli.progress import progress_reporter
+
+    opts = EmbedOptions(window=window, pool=pool, flank=flank, layer=layer, rc_mode=rc_mode, batch_size=batch_size,
+                        device=device, backend=backend, precision=precision, columns=columns, strict=strict,
+                        rename_chrs=str(rename_chrs) if rename_chrs else None)
+    with progress_reporter("inputs", None, quiet=quiet, console=err_console) as advance:
+        summary = run(inputs, out, model, str(ref) if ref else None, opts, bed=bed, progress=advance)
+    if not quiet:
+        err_console.print(f"[green]done:[/] {summary['rows']} rows ({summary['kind']}, pool {summary['pool']}, "
+                          f"dim {summary['dim']}, window {summary['window']}) -> {out}", highlight=False)
+
+
+@app.command(
+    epilog=(
+        "Examples:\n\n"
+        "  caduceus finetune --method probe eqtl.tsv --ref hg38.fa -o probe_run --window 131072\n\n"
+        "  caduceus finetune --method probe eqtl.parquet -o probe_run --split cv --folds 5\n\n"
+        "  caduceus finetune --method probe labels.csv --ref hg19.fa -o run --columns label=is_causal,chromosome=chr"
+    ),
+)
+def finetune(
+    table: str = typer.Argument(..., help="Labelled variants (.csv/.tsv/.parquet, a VCF with --label-field) or "
+                                "`caduceus embed` Parquet output."),
+    out: Path = typer.Option(..., "--output", "-o", help="Run folder: metrics.json, report.json, probe.joblib, roc.png."),
+    method: str = typer.Option("probe", help="probe (frozen embeddings + SVC / logistic regression)."),
+    ref: Path | None = typer.Option(None, "--ref", "-r", help="Reference FASTA (needed unless the input is embeddings)."),
+    model: str | None = typer.Option(None, "--model", "-m", help="Model directory or hub id (default: shipped model)."),
+    window: int | None = typer.Option(None, "--window", "-w", help=_EMBED_COMMON["window"]),
+    flank: int = typer.Option(768, help=_EMBED_COMMON["flank"]),
+    layer: int = typer.Option(-1), rc_mode: str = typer.Option("avg", "--rc-mode"),
+    columns: str | None = typer.Option(None, help="Column mapping, e.g. label=is_causal,chromosome=chr."),
+    label_field: str = typer.Option("label", help="INFO field with the label when the input is a VCF."),
+    classifier: str = typer.Option("svm", help="svm (RBF SVC, C in 1/5/10) or logreg."),
+    split: str = typer.Option("chrom", help="chrom (held-out --test-chroms) or cv (grouped K-fold)."),
+    test_chroms: str = typer.Option("9,10", help="Held-out chromosomes for --split chrom."),
+    folds: int = typer.Option(5, help="Folds for --split cv."),
+    seeds: int = typer.Option(5, help="Probes fitted on different training samples; scores averaged."),
+    train_rows: int = typer.Option(5000, help="Training rows sampled per seed."),
+    no_tissue: bool = typer.Option(False, "--no-tissue", help="Do not use the tissue column as a feature."),
+    bootstrap: int = typer.Option(1000, help="Bootstrap resamples for the confidence intervals."),
+    batch_size: int = typer.Option(8, "--batch-size", "-b"),
+    device: str = typer.Option("auto"), backend: str = typer.Option("auto"), precision: str = typer.Option("auto"),
+    rename_chrs: Path | None = typer.Option(None, "--rename-chrs"),
+    quiet: bool = typer.Option(False, "--quiet", "-q"),
+) -> None:
+    """Fit and evaluate a variant-effect probe on frozen Caduceus embeddings (the paper's eQTL protocol)."""
+    from caduceus_cli.embedding import EmbedOptions
+    from caduceus_cli.finetune import FinetuneOptions
+    from caduceus_cli.finetune import finetune as run
+    from caduceus_cli.probe import ProbeOptions
+    from caduceus_cli.progress import progress_reporter
+
+    eopts = EmbedOptions(window=window, flank=flank, layer=layer, rc_mode=rc_mode, batch_size=batch_size, device=device,
+                         backend=backend, precision=precision, columns=columns, label_field=label_field,
+                         rename_chrs=str(rename_chrs) if rename_chrs else None)
+    popts = ProbeOptions(classifier=classifier, seeds=seeds, train_rows=train_rows, use_tissue=not no_tissue)
+    fopts = FinetuneOptions(method=method, split=split, test_chroms=tuple(c for c in test_chroms.split(",") if c),
+                            folds=folds, bootstrap=bootstrap, probe=popts)
+    with progress_reporter("variants", None, quiet=quiet, console=err_console) as advance:
+        report = run(table, str(out), model, str(ref) if ref else None, eopts, fopts, progress=advance)
+    if not quiet:
+        _render_metrics(report)
+
+
+def _render_metrics(report: dict) -> None:
+    from rich.table import Table
+
+    def fmt(m: dict, key: str) -> str:
+        if m.get(key) is None:
+            return "n/a"
+        ci = m.get(f"{key}_ci")
+        return f"{m[key]:.3f}" + (f" [{ci[0]:.3f}, {ci[1]:.3f}]" if ci else "")
+
+    metrics = report["metrics"]
+    table = Table(title=f"probe on {report['n_test']} test variants (95% bootstrap CI)")
+    for col in ("set", "n", "positives", "AUROC", "AUPRC"):
+        table.add_column(col, justify="left" if col == "set" else "right")
+    rows = [("all", metrics)] + list(metrics.get("buckets", {}).items())
+    for name, m in rows:
+        table.add_row(name, str(m["n"]), str(m["n_pos"]), fmt(m, "auroc"), fmt(m, "auprc"))
+    err_console.print(table)
+    err_console.print(f"[green]done:[/] probe, metrics and report in {Path(report['probe']).parent}", highlight=False)
 
 
 def main() -> None:

@@ -15,6 +15,10 @@ class ModelLoadError(CaduceusError, ValueError):
     """A model directory, hub id or checkpoint could not be loaded."""
 
 
+class OptionError(CaduceusError, ValueError):
+    """A command-line option or library argument has an unusable value."""
+
+
 class ConfigError(CaduceusError, ValueError):
     """A model config holds a value this implementation does not support."""
 

@@ -8,12 +8,12 @@ reconciled with the reference once per contig (``chr1`` <-> ``1``, ``chrM`` <->
 
 from __future__ import annotations
 
+import gzip
 import logging
 import os
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
-
-import pysam
 
 from caduceus_cli.coords import Interval0
 from caduceus_cli.errors import InputFileError
@@ -65,6 +65,8 @@ class Reference:
                 f"{self.path}: no .fai index and the folder is not writable; run `samtools faidx {self.path}` "
                 "where you can write, or copy the FASTA to a writable folder"
             )
+        import pysam  # imported here: pretraining on machines without pysam uses iter_fasta only
+
         try:
             self._fasta = pysam.FastaFile(str(self.path))
         except (OSError, ValueError) as exc:
@@ -112,3 +114,28 @@ class Reference:
         core = self.fetch(chrom, start, start + length)
         seq = "N" * left + core + "N" * right
         return Window(Interval0(chrom, start, start + length), seq, left + right)
+
+
+def iter_fasta(path: str) -> Iterator[tuple[str, str]]:
+    """(name, sequence) of each record of a FASTA file, streamed (plain, gzip or bgzip)."""
+    try:
+        import pysam
+    except ImportError:
+        pysam = None
+    if pysam is not None:
+        try:
+            with pysam.FastxFile(path) as fh:
+                for rec in fh:
+                    yield rec.name, rec.sequence
+            return
+        except (OSError, ValueError) as exc:
+            raise InputFileError(f"{path}: not a readable FASTA ({exc})") from exc
+    import pyfaidx  # GPU machines without pysam: plain FASTA through pyfaidx
+
+    if path.endswith(".gz"):
+        with gzip.open(path, "rb") as fh:
+            head = fh.read(1)
+        raise InputFileError(f"{path}: compressed FASTA needs pysam here; decompress it first (gzip -dc)" if head else f"{path}: empty")
+    fa = pyfaidx.Fasta(path, as_raw=True, sequence_always_upper=False, rebuild=False)
+    for name in fa.keys():
+        yield name, fa[name][:]

@@ -25,7 +25,7 @@ import logging
 import os
 from collections import Counter, OrderedDict
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 import numpy as np
 
@@ -48,13 +48,14 @@ from caduceus_cli.windows import WindowModel, pick_device
 log = logging.getLogger(__name__)
 
 MAX_WINDOW = 131_072
+DEFAULT_FLANK = 768  # the paper's pooling half-width
 _BASE_INDEX = {"A": 0, "C": 1, "G": 2, "T": 3}
 
 
 @dataclass(frozen=True)
 class ScoreOptions:
-    window: int | None = None  # default: the model's training length
-    flank: int = 768
+    window: int | None = None  # default: the probe's window, else the model's training length
+    flank: int | None = None  # default: the probe's, else 768 (the paper's)
     batch_size: int = 8
     chunk_sites: int = 256
     strict: bool = False
@@ -64,6 +65,11 @@ class ScoreOptions:
     rename_chrs: str | None = None
     n_fraction_flag: float = 0.005
     output_format: str | None = None
+    layer: int = -1  # hidden state used for embeddings (-1: final normalised output)
+    rc_mode: str = "avg"  # avg | fwd | both (see WindowModel.token_features)
+    llr: bool = True  # False: embeddings only (embed, probe training)
+    probe: str | None = None  # probe file from `finetune --method probe`: adds CAD_PROB
+    tissue: str | None = None  # tissue value for a probe trained with tissue
 
 
 @dataclass
@@ -87,6 +93,14 @@ class _SitePlan:
     ref_seq: str = ""
     alt_seqs: dict = field(default_factory=dict)  # alt index -> window sequence
     masked: bool = False
+    ref_feat: np.ndarray | None = None  # (F,) pooled features of the reference window
+    alt_feats: dict = field(default_factory=dict)  # alt index -> (F,) pooled features of the alternate window
+
+    def variant_features(self, i: int) -> np.ndarray | None:
+        """The paper's variant feature of ALT ``i``: [ref pooled, alt pooled], (2F,); None if not scored."""
+        if i not in self.alt_feats:
+            return None
+        return np.concatenate([self.ref_feat, self.alt_feats[i]])
 
 
 def default_window(model) -> int:
@@ -102,7 +116,7 @@ class VariantScorer:
 
     def __init__(self, model, reference: Reference, opts: ScoreOptions, device) -> None:
         self.ref = reference
-        self.opts = opts
+        self.opts = opts = replace(opts, flank=DEFAULT_FLANK if opts.flank is None else opts.flank)
         self.W = opts.window or default_window(model)
         if not 1 <= self.W <= MAX_WINDOW:
             raise InputFileError(f"--window {self.W}: must be between 1 and {MAX_WINDOW}")
@@ -181,7 +195,7 @@ class VariantScorer:
                 ref_keys.setdefault(rkey, len(ref_keys))
             for seq in p.alt_seqs.values():
                 alt_keys.setdefault(seq, len(alt_keys))
-            if p.masked:
+            if p.masked and self.opts.llr:
                 mask_keys.setdefault((p.chrom, p.start, len(p.rec.ref)), len(mask_keys))
         by_ref = {(p.chrom, p.start): p.ref_seq for p in plans if p.alt_seqs}
         flank = self.opts.flank
@@ -202,12 +216,14 @@ class VariantScorer:
             if not p.alt_seqs:
                 continue
             rf = self._ref_cache[(p.chrom, p.start)]
+            p.ref_feat = rf
             ref_allele = p.rec.ref.upper()
             for i, seq in p.alt_seqs.items():
                 alt = p.rec.alts[i].upper()
                 af = alt_feats[alt_keys[seq]]
+                p.alt_feats[i] = af
                 p.cos[i] = float(1.0 - np.dot(rf, af) / (np.linalg.norm(rf) * np.linalg.norm(af) + 1e-12))
-                if len(alt) == len(ref_allele):
+                if len(alt) == len(ref_allele) and self.opts.llr:
                     lp = mask_lp[(p.chrom, p.start, len(ref_allele))]
                     p.llr[i] = _llr(lp, ref_allele, alt)
 
@@ -215,7 +231,7 @@ class VariantScorer:
         if not seqs:
             return np.zeros((0, 1), np.float32)
         ids = np.stack([encode(s) for s in seqs])  # (N, W)
-        return self.engine.pooled_features(ids, centre, flank)
+        return self.engine.pooled_features(ids, centre, flank, self.opts.layer, self.opts.rc_mode)
 
 
 def _llr(logp: np.ndarray, ref: str, alt: str) -> float | None:
@@ -241,10 +257,15 @@ def score_vcf(
     """Score every ALT of ``vcf`` against ``ref``; write annotated VCF/BCF/TSV to ``out`` (or '-')."""
     device = pick_device(opts.device)
     model = load_model(model_source, device=device, backend=opts.backend)
+    probe = None
+    if opts.probe:
+        from caduceus_cli.probe import Probe, SiteProbe
+
+        probe = SiteProbe(Probe.load(opts.probe), opts.tissue)
+        opts = probe.adopt_options(opts, model)
     renames = read_rename_table(opts.rename_chrs) if opts.rename_chrs else None
     reference = Reference(ref, renames)
     scorer = VariantScorer(model, reference, opts, device)
-    probe = None
     reader = VariantReader(vcf)
     fmt = output_format(out, opts.output_format)
     provenance = {
@@ -252,11 +273,13 @@ def score_vcf(
         "command": command_line(),
         "model": f"<ID={model.source},sha256={weights_sha256(model.source_dir)}>",
         "window": str(scorer.W),
-        "flank": str(opts.flank),
+        "flank": str(scorer.opts.flank),
         "rc_mode": "PS equivariant (both strands in one pass)" if model.config.rcps else "Ph forward+RC average",
         "precision": scorer.engine.precision,
         "backend": model.kernels(device).name,
     }
+    if probe is not None:
+        provenance["probe"] = f"<file={opts.probe},classifier={probe.probe.classifier},table={probe.probe.info.get('table')}>"
     header = reader.header
     add_header_lines(header, provenance, with_prob=probe is not None)
     writer = TsvWriter(out, provenance, probe is not None) if fmt == "tsv" else VcfWriter(out, fmt, header, reference.lengths)
@@ -283,7 +306,7 @@ def _flush(scorer: VariantScorer, chunk: list[_SitePlan], writer, probe, summary
     if not chunk:
         return
     scorer.score_chunk(chunk)
-    probs = probe.predict_sites(scorer, chunk) if probe is not None else None
+    probs = probe.predict_sites(chunk) if probe is not None else None
     for j, p in enumerate(chunk):
         n_alts = len(p.llr)
         summary.records += 1

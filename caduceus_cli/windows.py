@@ -14,6 +14,7 @@ import logging
 import numpy as np
 import torch
 
+from caduceus_cli.errors import OptionError
 from caduceus_cli.model.caduceus import CaduceusForMaskedLM
 from caduceus_cli.model.rc import rc_average_ph, rc_average_ps
 from caduceus_cli.tokenizer import A, C, G, T, reverse_complement_ids
@@ -22,12 +23,18 @@ log = logging.getLogger(__name__)
 
 ACGT = [A, C, G, T]
 TGCA = [T, G, C, A]  # complement of ACGT, in ACGT order
+RC_MODES = ("avg", "fwd", "both")
 
 
 def pick_device(device: str = "auto") -> torch.device:
     if device == "auto":
         return torch.device("cuda" if torch.cuda.is_available() else "cpu")
     return torch.device(device)
+
+
+def feature_dim(config, rc_mode: str = "avg") -> int:
+    """Width F of ``WindowModel.token_features`` for an RC mode ('both' keeps the two strands side by side)."""
+    return config.d_model * (2 if rc_mode == "both" else 1)  # PS hidden states are (.., 2 d_model): one per strand
 
 
 class WindowModel:
@@ -51,23 +58,73 @@ class WindowModel:
         for i in range(0, len(ids), self.batch_size):
             yield torch.from_numpy(ids[i : i + self.batch_size]).to(self.device, non_blocking=True)
 
+    def feature_dim(self, rc_mode: str = "avg") -> int:
+        return feature_dim(self.model.config, rc_mode)
+
+    def token_features(self, batch: torch.Tensor, layer: int = -1, rc_mode: str = "avg") -> torch.Tensor:
+        """Per-position features of token windows (n, L) -> (n, L, F), in the autocast dtype.
+
+        ``layer``: index into the reference's ``output_hidden_states`` (0 = embeddings,
+        n_layer or -1 = the final normalised output). ``rc_mode``: 'avg' averages the
+        forward and reverse-complement strands at each genomic position, 'fwd' keeps the
+        forward strand (PS: first channel half; Ph: the forward pass), 'both' concatenates them.
+        """
+        self.check(layer, rc_mode)
+        h = self._hidden(batch, layer)  # (n, L, D)
+        if self.rcps:
+            if rc_mode == "avg":
+                return rc_average_ps(h)  # (n, L, 2 d_model) -> (n, L, d_model)
+            d = h.shape[-1] // 2
+            fwd, rc = h[..., :d], h[..., d:].flip(-1)  # both (n, L, d_model), aligned to forward positions
+        elif rc_mode == "fwd":
+            return h
+        else:
+            h_rc = self._hidden(reverse_complement_ids(batch), layer)  # (n, L, D), RC strand order
+            if rc_mode == "avg":
+                return rc_average_ph(h, h_rc)
+            fwd, rc = h, h_rc.flip(-2)
+        if rc_mode == "fwd":
+            return fwd
+        return torch.cat([fwd, rc], dim=-1)  # (n, L, 2F)
+
+    def check(self, layer: int, rc_mode: str) -> None:
+        """Raise OptionError for a layer this model lacks or an unknown RC mode."""
+        if rc_mode not in RC_MODES:
+            raise OptionError(f"--rc-mode {rc_mode}: expected one of {', '.join(RC_MODES)}")
+        n_layer = self.model.config.n_layer
+        if not -1 <= layer <= n_layer:
+            raise OptionError(f"--layer {layer}: this model has layers 0..{n_layer} (-1 = last)")
+
+    def _hidden(self, batch: torch.Tensor, layer: int) -> torch.Tensor:
+        n_layer = self.model.config.n_layer
+        self.windows_run += len(batch)
+        if layer in (-1, n_layer):
+            return self.model(batch, return_logits=False).last_hidden_state
+        return self.model(batch, output_hidden_states=True, return_logits=False).hidden_states[layer]
+
+    def run_token_features(self, ids: np.ndarray, layer: int = -1, rc_mode: str = "avg"):
+        """Yield (row offset, float32 features (n, L, F) on the CPU) for batches of ``ids`` (N, L)."""
+        for i, batch in enumerate(self._batches(ids)):
+            with torch.inference_mode(), self._ctx():
+                feats = self.token_features(batch, layer, rc_mode).float().cpu()
+            yield i * self.batch_size, feats
+
     @torch.inference_mode()
-    def pooled_features(self, ids: np.ndarray, centre: int, flank: int) -> np.ndarray:
-        """ids (N, W) -> RC-averaged hidden states mean-pooled over [centre - flank, centre + flank], (N, H)."""
+    def pooled_features(self, ids: np.ndarray, centre: int, flank: int, layer: int = -1,
+                        rc_mode: str = "avg") -> np.ndarray:
+        """ids (N, W) -> features mean-pooled over [centre - flank, centre + flank], (N, F).
+
+        With rc_mode 'avg' (PS or Ph) the pooled vector of the reverse-complemented window
+        (centre mirrored) is the same: the pooling range is symmetric about the centre.
+        """
         W = ids.shape[1]
         lo, hi = max(0, centre - flank), min(W, centre + flank + 1)
         out = []
         for batch in self._batches(ids):
             with self._ctx():
-                h = self.model(batch, return_logits=False).last_hidden_state
-                if self.rcps:
-                    feats = rc_average_ps(h[:, lo:hi])  # (n, hi - lo, D)
-                else:
-                    h_rc = self.model(reverse_complement_ids(batch), return_logits=False).last_hidden_state
-                    feats = rc_average_ph(h, h_rc)[:, lo:hi]
+                feats = self.token_features(batch, layer, rc_mode)[:, lo:hi]  # (n, hi - lo, F)
             out.append(feats.float().mean(1).cpu())
-            self.windows_run += len(batch) * (1 if self.rcps else 2)
-        return torch.cat(out).numpy() if out else np.zeros((0, self.model.config.d_model), np.float32)
+        return torch.cat(out).numpy() if out else np.zeros((0, self.feature_dim(rc_mode)), np.float32)
 
     @torch.inference_mode()
     def masked_logprobs(self, ids: np.ndarray, start: int, length: int) -> np.ndarray:

@@ -34,3 +34,60 @@ def golden_dir(request) -> Path:
 def random_ids(batch: int, length: int, seed: int = 0) -> torch.Tensor:
     g = torch.Generator().manual_seed(seed)
     return torch.randint(7, 12, (batch, length), generator=g)
+
+
+SNV_SOURCES = (("chr20_pysam_20.vcf.gz", 2), ("chr22_10donors.vcf.gz", 13))  # (file, keep every k-th SNV)
+
+
+def real_snvs() -> list[tuple[str, int, str, str]]:
+    """Biallelic SNVs (chrom, pos1, ref, alt) from the real chr20 and chr22 VCF copies: ~150 per chromosome."""
+    from caduceus_cli.variants import VariantReader
+
+    out = []
+    for name, every in SNV_SOURCES:
+        reader = VariantReader(str(DATA / name))
+        snvs = [(r.chrom, r.pos, r.ref, r.alts[0]) for r in reader.records()
+                if r.alts and len(r.alts) == 1 and len(r.ref) == 1 and r.alts[0] in ("A", "C", "G", "T")]
+        reader.close()
+        out += snvs[::every]
+    return out
+
+
+@pytest.fixture(scope="session")
+def two_chrom_reference(tmp_path_factory) -> Path:
+    """Contigs 20 and 22 (the real slices, N elsewhere, GRCh37 coordinates) in one indexed FASTA."""
+    import pysam
+
+    path = tmp_path_factory.mktemp("ref") / "chr20_chr22.fa"
+    with open(path, "w") as fh:
+        for src, contig in (("chr20_slices.fa.gz", "20"), ("chr22_slice.fa.gz", "22")):
+            with pysam.FastaFile(str(DATA / src)) as fa:
+                fh.write(f">{contig}\n{fa.fetch(contig)}\n")
+    pysam.faidx(str(path))
+    return path
+
+
+@pytest.fixture(scope="session")
+def labelled_table(two_chrom_reference, tmp_path_factory) -> Path:
+    """Real SNVs with a label the test makes from sequence context: GC fraction of +/-32 bp above the median.
+
+    ``tissue`` alternates between two names (no signal); ``distance_to_nearest_tss`` is a stand-in
+    (distance to the middle of each slice) so every distance bucket has rows.
+    """
+    import csv
+
+    import numpy as np
+    import pysam
+
+    snvs = real_snvs()
+    with pysam.FastaFile(str(two_chrom_reference)) as fa:
+        gc = [sum(b in "GC" for b in fa.fetch(c, p - 33, p + 32).upper()) / 65 for c, p, _, _ in snvs]
+    cut = float(np.median(gc))
+    mid = {"20": 31_000_000, "22": 20_500_000}
+    path = tmp_path_factory.mktemp("table") / "labelled.tsv"
+    with open(path, "w", newline="") as fh:
+        w = csv.writer(fh, delimiter="\t", lineterminator="\n")
+        w.writerow(["chromosome", "position", "ref", "alt", "label", "tissue", "distance_to_nearest_tss"])
+        for i, ((c, p, r, a), g) in enumerate(zip(snvs, gc, strict=True)):
+            w.writerow([f"chr{c}", p, r, a, int(g > cut), ("Whole_Blood", "Liver")[i % 2], (p - mid[c]) // 4])
+    return path

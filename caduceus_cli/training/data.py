@@ -7,7 +7,6 @@ the exact data stream, and each DDP rank draws its own shard.
 
 from __future__ import annotations
 
-import gzip
 import logging
 from dataclasses import dataclass
 from pathlib import Path
@@ -16,6 +15,7 @@ import numpy as np
 
 from caduceus_cli.coords import Interval0
 from caduceus_cli.errors import InputFileError
+from caduceus_cli.reference import iter_fasta
 from caduceus_cli.tokenizer import N, encode
 
 log = logging.getLogger(__name__)
@@ -27,7 +27,7 @@ def read_fasta_tokens(paths: list[str], contigs: set[str] | None = None) -> dict
     for path in paths:
         if not Path(path).exists():
             raise InputFileError(f"{path}: FASTA not found")
-        for name, seq in _iter_fasta(path):
+        for name, seq in iter_fasta(path):
             if contigs is not None and name not in contigs:
                 continue
             out[name] = encode(seq).astype(np.uint8)
@@ -35,30 +35,6 @@ def read_fasta_tokens(paths: list[str], contigs: set[str] | None = None) -> dict
     if not out:
         raise InputFileError(f"{', '.join(paths)}: no sequences read" + (f" for contigs {sorted(contigs)}" if contigs else ""))
     return out
-
-
-def _iter_fasta(path: str):
-    try:
-        import pysam
-    except ImportError:
-        pysam = None
-    if pysam is not None:
-        try:
-            with pysam.FastxFile(path) as fh:
-                for rec in fh:
-                    yield rec.name, rec.sequence
-            return
-        except (OSError, ValueError) as exc:
-            raise InputFileError(f"{path}: not a readable FASTA ({exc})") from exc
-    import pyfaidx  # GPU machines without pysam: plain FASTA through pyfaidx
-
-    if path.endswith(".gz"):
-        with gzip.open(path, "rb") as fh:
-            head = fh.read(1)
-        raise InputFileError(f"{path}: compressed FASTA needs pysam here; decompress it first (gzip -dc)" if head else f"{path}: empty")
-    fa = pyfaidx.Fasta(path, as_raw=True, sequence_always_upper=False, rebuild=False)
-    for name in fa.keys():
-        yield name, fa[name][:]
 
 
 @dataclass(frozen=True)
@@ -108,16 +84,3 @@ def tile_chunks(tokens: dict[str, np.ndarray], seq_len: int, max_n_frac: float =
             if limit and len(chunks) >= limit:
                 return np.stack(chunks)
     return np.stack(chunks) if chunks else np.zeros((0, seq_len), np.int64)
-
-
-def read_bed(path: str) -> list[Interval0]:
-    out = []
-    for i, line in enumerate(Path(path).read_text().splitlines(), 1):
-        if not line.strip() or line.startswith(("#", "track", "browser")):
-            continue
-        f = line.split("\t")
-        try:
-            out.append(Interval0(f[0], int(f[1]), int(f[2])))
-        except (IndexError, ValueError) as exc:
-            raise InputFileError(f"{path}:{i}: expected chrom, start, end (0-based BED)") from exc
-    return out

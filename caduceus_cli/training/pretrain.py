@@ -21,12 +21,13 @@ import torch
 import torch.distributed as dist
 import torch.nn.functional as F
 
+from caduceus_cli.coords import read_bed
 from caduceus_cli.errors import TrainingError
 from caduceus_cli.model.caduceus import CaduceusForMaskedLM
 from caduceus_cli.model.config import CaduceusConfig
 from caduceus_cli.model.loading import load_model, save_model
 from caduceus_cli.tokenizer import reverse_complement_ids
-from caduceus_cli.training.data import ChunkSampler, read_bed, read_fasta_tokens, tile_chunks
+from caduceus_cli.training.data import ChunkSampler, read_fasta_tokens, tile_chunks
 from caduceus_cli.training.masking import IGNORE, mask_tokens
 from caduceus_cli.training.optim import param_groups, warmup_cosine
 

@@ -63,6 +63,25 @@ def chr22_vcf(dest: Path, n: int | None) -> None:
     pysam.tabix_index(str(dest), preset="vcf", force=True)
 
 
+def labelled_example(dest: Path, every: int = 8, flank: int = 32) -> None:
+    """SNVs of the 10-donor VCF with a synthetic, sequence-context label for the probe demo.
+
+    label = 1 when the GC fraction of the reference +/- ``flank`` bp around the SNV is above
+    the median of the set. It is not biology: it is a label a probe can learn from the
+    sequence, so the embed -> finetune -> score-vcf pipeline can be shown end to end.
+    """
+    src = pysam.VariantFile(str(SHARED / "vcf" / "chr22_20-21M_10donors.vcf"))
+    snvs = [r for r in src if r.alts and len(r.alts) == 1 and len(r.ref) == 1 and r.alts[0] in ("A", "C", "G", "T")]
+    snvs = snvs[::every]
+    with pysam.FastaFile(str(EXAMPLES / "chr22_slice.fa.gz")) as fa:
+        gc = [sum(b in "GC" for b in fa.fetch("22", r.pos - 1 - flank, r.pos + flank).upper()) for r in snvs]
+    cut = sorted(gc)[len(gc) // 2]
+    with open(dest, "w") as fh:
+        fh.write("chromosome\tposition\tref\talt\tlabel\n")
+        for r, g in zip(snvs, gc, strict=True):
+            fh.write(f"chr{r.chrom}\t{r.pos}\t{r.ref}\t{r.alts[0]}\t{int(g > cut)}\n")
+
+
 if __name__ == "__main__":
     chr20_slices()
     chr22_slice(HERE / "chr22_slice.fa.gz")
@@ -70,3 +89,4 @@ if __name__ == "__main__":
     EXAMPLES.mkdir(exist_ok=True)
     chr22_slice(EXAMPLES / "chr22_slice.fa.gz")
     chr22_vcf(EXAMPLES / "chr22_example.vcf.gz", 50)
+    labelled_example(EXAMPLES / "chr22_labelled_snvs.tsv")
