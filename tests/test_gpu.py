@@ -67,3 +67,48 @@ def test_cuda_backend_trains():
     grads = [p.grad for p in model.parameters() if p.grad is not None]
     assert grads and all(torch.isfinite(g).all() for g in grads)
 
+
+
+@pytest.mark.parametrize("rcps,swap", [(True, True), (True, False), (False, False)])
+@pytest.mark.parametrize("first,final", [(True, False), (False, False), (False, True)])
+@pytest.mark.parametrize("dtype", [torch.float32, torch.bfloat16])
+def test_triton_add_norm_pair_matches_twin(rcps, swap, first, final, dtype):
+    from caduceus_cli.kernels import addnorm, addnorm_triton
+
+    if not addnorm_triton.triton_available():
+        pytest.skip("no Triton")
+    g = torch.Generator(device="cuda").manual_seed(hash((rcps, swap, first, final)) % 1000)
+    B, L, D = 3, 77, 40  # D not a power of two: masked lanes
+    C, M = (2 * D, 2 * B) if rcps else (D, B)
+    rnd = lambda *s, dt=dtype: torch.randn(*s, device="cuda", generator=g).to(dt)  # noqa: E731
+    h = rnd(B, L, C, dt=torch.float32) if first else None
+    o_f, o_r = (None, None) if first else (rnd(M * L, D), rnd(M * L, D))
+    res = None if first else rnd(B, L, C, dt=torch.float32)
+    w = rnd(D, dt=torch.float32) + 1.0
+    kw = dict(batch=B, length=L, swap=swap, rcps=rcps, residual_fp32=True, final=final, out_dtype=dtype)
+    want = addnorm.add_norm_pair(h, o_f, o_r, res, w, 1e-5, **kw)
+    got = addnorm_triton.add_norm_pair(h, o_f, o_r, res, w, 1e-5, **kw)
+    for a, b in zip(got, want, strict=True):
+        assert a.shape == b.shape and a.dtype == b.dtype
+        assert rel(a, b) <= (1e-6 if dtype == torch.float32 else 8e-3)
+
+
+@needs_cuda_kernels
+@pytest.mark.parametrize("rcps", [True, False])
+def test_flip_free_cuda_path_matches_literal_cuda_path(rcps):
+    from dataclasses import replace
+
+    from caduceus_cli.kernels.backend import get_backend
+
+    model = perturbed_model(rcps, d_model=64, n_layer=4, seed=7).cuda()
+    cuda = get_backend("cuda", "cuda")
+    assert cuda.add_norm_pair is not None
+    literal = replace(cuda, add_norm_pair=None)
+    ids = random_ids(4, 1000, seed=2).cuda()
+    with torch.no_grad():
+        a = model.caduceus.backbone(ids, cuda)[0]
+        b = model.caduceus.backbone(ids, literal)[0]
+        with torch.autocast("cuda", dtype=torch.bfloat16):
+            c = model.caduceus.backbone(ids, cuda)[0]
+    assert rel(a, b) <= 1e-5
+    assert rel(c, b) <= 2e-2

@@ -116,3 +116,23 @@ def test_hidden_states_and_training_step():
     assert len(out.hidden_states) == 3 and out.hidden_states[-1] is out.last_hidden_state
     out.logits.sum().backward()
     assert model.caduceus.backbone.layers[0].mixer.mamba_fwd.A_log.grad is not None
+
+
+@pytest.mark.parametrize("rcps,fused", [(True, True), (True, False), (False, True)])
+def test_flip_free_forward_equals_forward(rcps, fused):
+    """The flip-free block plumbing (split BiMamba outputs read through index maps) with the eager
+    add/norm twin computes the same function as the literal composition."""
+    from dataclasses import replace
+
+    from caduceus_cli.kernels import addnorm
+    from caduceus_cli.kernels.backend import get_backend
+
+    model = perturbed_model(rcps, d_model=32, n_layer=3, fused=fused, seed=3)
+    base = get_backend("torch", "cpu")
+    flip_free = replace(base, add_norm_pair=addnorm.add_norm_pair)
+    ids = random_ids(3, 57, seed=5)
+    with torch.no_grad():
+        want = model.caduceus.backbone(ids, base)[0]
+        got = model.caduceus.backbone(ids, flip_free)[0]
+    assert got.shape == want.shape
+    torch.testing.assert_close(got, want, rtol=1e-5, atol=1e-5)

@@ -30,3 +30,36 @@ def add_norm(
     else:
         normed = xf * torch.rsqrt(xf.pow(2).mean(-1, keepdim=True) + eps) * weight.float()
     return normed.to(h.dtype), summed
+
+
+def add_norm_pair(
+    h: torch.Tensor | None, o_f: torch.Tensor | None, o_r: torch.Tensor | None, residual: torch.Tensor | None,
+    weight: torch.Tensor, eps: float, *, batch: int, length: int, swap: bool, rcps: bool, residual_fp32: bool,
+    final: bool, out_dtype: torch.dtype,
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """The block boundary of the flip-free path (reference twin of ``addnorm_triton.add_norm_pair``).
+
+    Input: ``h`` (B, L, C) for the first block, else the previous BiMamba's split outputs
+    ``o_f``, ``o_r`` (M*L, D) (M = 2B for PS, B for Ph), read as ``o_f + flip_L(o_r)`` and,
+    for PS, re-assembled from the mixer's (forward rows, RC rows) layout into (B, L, 2D).
+    Then ``add_norm``. Output: the normed (B, L, C) when ``final``, else the next mixer's
+    input X (2, M, L, D): the PS rows [x1, RC(x2)] (Ph: x) and the same rows flipped along L.
+    Returns (output, new residual).
+    """
+    if h is None:
+        D = o_f.shape[-1]
+        m = 2 * batch if rcps else batch
+        out = o_f.view(m, length, D).float() + o_r.view(m, length, D).float().flip(1)  # (M, L, D)
+        h = torch.cat([out[:batch], out[batch:].flip(1, 2)], dim=-1) if rcps else out  # (B, L, C)
+    normed, summed = add_norm(h.float(), residual, weight, eps, swap, rcps, residual_fp32)
+    if residual is None and not residual_fp32:
+        summed = summed.to(h.dtype if o_f is None else out_dtype)
+    normed = normed.to(out_dtype)
+    if final:
+        return normed, summed
+    if rcps:
+        d = normed.shape[-1] // 2
+        rows = torch.cat([normed[..., :d], normed[..., d:].flip(1, 2)], dim=0)  # (2B, L, D): x1 and RC(x2)
+    else:
+        rows = normed
+    return torch.stack([rows, rows.flip(1)]), summed  # (2, M, L, D)

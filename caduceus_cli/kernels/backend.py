@@ -33,6 +33,8 @@ class Backend:
     selective_scan: Callable[..., torch.Tensor]
     causal_conv1d: Callable[..., torch.Tensor]
     detail: str = ""
+    # block boundary of the flip-free path (kernels/addnorm.py); None: the literal composition
+    add_norm_pair: Callable[..., tuple[torch.Tensor, torch.Tensor]] | None = None
 
 
 @functools.cache
@@ -113,7 +115,11 @@ def _build(name: str) -> Backend:
         scan, conv, _ = _cuda_kernels()
         conv_fn = _cuda_conv(conv) if conv is not None else causal_conv1d_ref
         detail = "mamba-ssm selective scan + " + ("causal-conv1d" if conv is not None else "cuDNN conv (causal-conv1d not installed)")
-        return Backend("cuda", _cuda_scan(scan), conv_fn, detail)
+        from caduceus_cli.kernels import addnorm_triton
+
+        pair = addnorm_triton.add_norm_pair if addnorm_triton.triton_available() else None
+        detail += " + Triton add/norm" if pair else " (no Triton: eager add/norm)"
+        return Backend("cuda", _cuda_scan(scan), conv_fn, detail, pair)
     detail = "numba scan for CPU inference, chunked PyTorch scan otherwise" if numba_available() else "chunked PyTorch scan"
     return Backend("torch", scan_cpu, causal_conv1d_ref, detail)
 

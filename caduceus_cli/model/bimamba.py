@@ -48,9 +48,21 @@ class BiMamba(nn.Module):
         """
         f, r = self.mamba_fwd, self.mamba_rev
         bsz, L, _ = h.shape
-        y_f = channels_flat(f.scan_branch(f.in_projection(h), kernels))  # (di, B*L)
-        y_r = channels_flat(r.scan_branch(f.in_projection(h.flip(1)), kernels))  # reverse positions
+        y_f = channels_flat(f.scan_branch(*f.in_projection(h), kernels))  # (di, B*L)
+        y_r = channels_flat(r.scan_branch(*f.in_projection(h.flip(1)), kernels))  # reverse positions
         y_r = y_r.view(-1, bsz, L).flip(-1).reshape(y_r.shape)  # (di, B, L) re-aligned to forward positions
         if self.strategy == "add":
             return f.out_projection(y_f + y_r, bsz)
         return f.out_projection(y_f, bsz) * f.out_projection(y_r, bsz)
+
+    def forward_split(self, X: torch.Tensor, kernels: Backend) -> tuple[torch.Tensor, torch.Tensor]:
+        """Both directions without flips: X (2, M, L, D) holds the rows and the same rows flipped along L.
+
+        Returns (o_f, o_r), each (M*L, D): the forward direction's output, and the reverse
+        direction's output in reversed position order. ``o_f + flip_L(o_r)`` is ``forward``'s
+        result for "add"; the next add+norm reads it that way (``kernels/addnorm.py``).
+        """
+        f, r = self.mamba_fwd, self.mamba_rev
+        y_f = channels_flat(f.scan_branch(*f.in_projection(X[0]), kernels))  # (di, M*L)
+        y_r = channels_flat(r.scan_branch(*f.in_projection(X[1]), kernels))  # (di, M*L), reversed positions
+        return f.out_rows(y_f), f.out_rows(y_r)

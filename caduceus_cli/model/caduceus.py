@@ -138,6 +138,8 @@ class Backbone(nn.Module):
         return self.norm_f if isinstance(self.norm_f, RMSNorm) else self.norm_f.submodule
 
     def forward(self, ids: torch.Tensor, kernels: Backend, output_hidden_states: bool = False):
+        if kernels.add_norm_pair is not None and not output_hidden_states and self._all_add():
+            return self.forward_flip_free(ids, kernels), None
         h = self.embeddings(ids)  # (B, L, H)
         residual = None
         all_hidden = [] if output_hidden_states else None
@@ -150,6 +152,40 @@ class Backbone(nn.Module):
         if all_hidden is not None:
             all_hidden.append(out)
         return out, all_hidden
+
+
+    def _all_add(self) -> bool:
+        return all(self._parts(layer)[0].strategy == "add" for layer in self.layers)
+
+    @staticmethod
+    def _parts(layer: nn.Module) -> tuple[BiMamba, RMSNorm, bool]:
+        """(BiMamba, its RMSNorm, swap halves?) of a PS or Ph block."""
+        if isinstance(layer, PSBlock):
+            return layer.mixer.submodule, layer.rmsnorm, layer.fused
+        return layer.mixer, layer.norm, False
+
+    def forward_flip_free(self, ids: torch.Tensor, kernels: Backend) -> torch.Tensor:
+        """The same function as ``forward`` with no flip or concatenation copies between blocks.
+
+        Each BiMamba returns its two directions unflipped (``forward_split``); the block
+        boundary (``kernels.add_norm_pair``) reads them through index maps, adds, norms and
+        writes the next mixer's input in both position orders.
+        """
+        bsz, L = ids.shape
+        h = self.embeddings(ids)  # (B, L, C)
+        dev = h.device.type
+        act = torch.get_autocast_dtype(dev) if torch.is_autocast_enabled(dev) else h.dtype
+        o_f = o_r = residual = None
+        for i, layer in enumerate(self.layers):
+            mixer, norm, swap = self._parts(layer)
+            X, residual = kernels.add_norm_pair(
+                h if i == 0 else None, o_f, o_r, residual, norm.weight, norm.eps, batch=bsz, length=L, swap=swap,
+                rcps=self.rcps, residual_fp32=layer.residual_in_fp32, final=False, out_dtype=act)  # X (2, M, L, D)
+            o_f, o_r = mixer.forward_split(X, kernels)  # each (M*L, D)
+        norm = self.final_norm
+        out, _ = kernels.add_norm_pair(None, o_f, o_r, residual, norm.weight, norm.eps, batch=bsz, length=L,
+                                       swap=False, rcps=self.rcps, residual_fp32=False, final=True, out_dtype=act)
+        return out  # (B, L, C)
 
 
 class RCPSLMHead(nn.Module):

@@ -48,10 +48,9 @@ class MambaMixer(nn.Module):
         self.A_log.copy_(torch.log(A))
         self.D.fill_(1.0)
 
-    def scan_branch(self, xz: torch.Tensor, kernels: Backend) -> torch.Tensor:
-        """Everything between in_proj and out_proj: xz (B, 2*d_inner, L), stride 1 along L -> y (B, d_inner, L)."""
-        bsz = xz.shape[0]
-        x, z = xz[:, : self.d_inner], xz[:, self.d_inner :]  # each (B, d_inner, L)
+    def scan_branch(self, x: torch.Tensor, z: torch.Tensor, kernels: Backend) -> torch.Tensor:
+        """Everything between in_proj and out_proj: x, z (B, d_inner, L), stride 1 along L -> y (B, d_inner, L)."""
+        bsz = x.shape[0]
         x = kernels.causal_conv1d(x, self.conv1d.weight.squeeze(1), self.conv1d.bias, "silu")
         x_dbl = self.x_proj.weight @ channels_flat(x)  # (R + 2N, d_inner) @ (d_inner, B*L) -> (R + 2N, B*L)
         dt, B, C = torch.split(x_dbl, [self.dt_rank, self.d_state, self.d_state], dim=0)
@@ -62,20 +61,32 @@ class MambaMixer(nn.Module):
             z=z, delta_bias=self.dt_proj.bias, delta_softplus=True,
         )  # (B, d_inner, L)
 
-    def in_projection(self, h: torch.Tensor) -> torch.Tensor:
-        """h (B, L, d_model) -> xz (B, 2*d_inner, L) stored channel-major as (2*d_inner, B*L)."""
+    def in_projection(self, h: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """h (B, L, d_model) -> x, z, each (B, d_inner, L) viewing its own dense (d_inner, B*L) GEMM output.
+
+        Two GEMMs rather than one (2*d_inner, B*L) output: a slice of that is not dense, so
+        the conv and scan kernels would return contiguous (B, d_inner, L) tensors and every
+        (C, B*L) view after them would become a copy when B > 1.
+        """
         bsz, L, d = h.shape
-        xz = self.in_proj.weight @ h.reshape(bsz * L, d).t()  # (2*d_inner, B*L): one plain GEMM
-        return batch_view(xz, bsz)
+        rows = h.reshape(bsz * L, d).t()  # (d_model, B*L), a transposed view
+        w = self.in_proj.weight
+        x = w[: self.d_inner] @ rows  # (d_inner, B*L)
+        z = w[self.d_inner :] @ rows  # (d_inner, B*L)
+        return batch_view(x, bsz), batch_view(z, bsz)
+
+    def out_rows(self, y_flat: torch.Tensor) -> torch.Tensor:
+        """y (d_inner, B*L) -> (B*L, d_model)."""
+        return y_flat.t() @ self.out_proj.weight.t()
 
     def out_projection(self, y_flat: torch.Tensor, bsz: int) -> torch.Tensor:
         """y (d_inner, B*L) -> (B, L, d_model)."""
-        out = y_flat.t() @ self.out_proj.weight.t()  # (B*L, d_model)
+        out = self.out_rows(y_flat)  # (B*L, d_model)
         return out.view(bsz, -1, out.shape[-1])
 
     def forward(self, h: torch.Tensor, kernels: Backend) -> torch.Tensor:
         """h (B, L, d_model) -> (B, L, d_model); one direction (reference twin of the fused BiMamba)."""
-        return self.out_projection(channels_flat(self.scan_branch(self.in_projection(h), kernels)), h.shape[0])
+        return self.out_projection(channels_flat(self.scan_branch(*self.in_projection(h), kernels)), h.shape[0])
 
 
 def batch_view(t: torch.Tensor, bsz: int) -> torch.Tensor:
