@@ -134,5 +134,10 @@ def test_flip_free_forward_equals_forward(rcps, fused):
     with torch.no_grad():
         want = model.caduceus.backbone(ids, base)[0]
         got = model.caduceus.backbone(ids, flip_free)[0]
+        mixer = model.caduceus.backbone._parts(model.caduceus.backbone.layers[0])[0]
+        X = torch.randn(2, 5, 57, 32)  # rows in chunks of 2: 2 + 2 + 1
+        whole, chunked = mixer.forward_split(X, base, max_rows=64), mixer.forward_split(X, base, max_rows=2)
     assert got.shape == want.shape
     torch.testing.assert_close(got, want, rtol=1e-5, atol=1e-5)
+    for a, b in zip(whole, chunked, strict=True):
+        torch.testing.assert_close(a, b, rtol=1e-5, atol=1e-5)

@@ -48,18 +48,24 @@ class MambaMixer(nn.Module):
         self.A_log.copy_(torch.log(A))
         self.D.fill_(1.0)
 
-    def scan_branch(self, x: torch.Tensor, z: torch.Tensor, kernels: Backend) -> torch.Tensor:
-        """Everything between in_proj and out_proj: x, z (B, d_inner, L), stride 1 along L -> y (B, d_inner, L)."""
+    def scan_inputs(self, x: torch.Tensor, z: torch.Tensor, kernels: Backend) -> tuple:
+        """conv + SiLU, x_proj, dt_proj: x, z (B, d_inner, L) -> the selective scan's arguments."""
         bsz = x.shape[0]
         x = kernels.causal_conv1d(x, self.conv1d.weight.squeeze(1), self.conv1d.bias, "silu")
         x_dbl = self.x_proj.weight @ channels_flat(x)  # (R + 2N, d_inner) @ (d_inner, B*L) -> (R + 2N, B*L)
         dt, B, C = torch.split(x_dbl, [self.dt_rank, self.d_state, self.d_state], dim=0)
         delta = self.dt_proj.weight @ dt  # (d_inner, R) @ (R, B*L) -> (d_inner, B*L)
         A = -torch.exp(self.A_log.float())
-        return kernels.selective_scan(
-            x, batch_view(delta, bsz), A, batch_view(B, bsz), batch_view(C, bsz), self.D,
-            z=z, delta_bias=self.dt_proj.bias, delta_softplus=True,
-        )  # (B, d_inner, L)
+        return x, batch_view(delta, bsz), A, batch_view(B, bsz), batch_view(C, bsz), self.D, z
+
+    def scan(self, inputs: tuple, kernels: Backend) -> torch.Tensor:
+        """The selective scan gated by SiLU(z): (B, d_inner, L)."""
+        x, delta, A, B, C, D, z = inputs
+        return kernels.selective_scan(x, delta, A, B, C, D, z=z, delta_bias=self.dt_proj.bias, delta_softplus=True)
+
+    def scan_branch(self, x: torch.Tensor, z: torch.Tensor, kernels: Backend) -> torch.Tensor:
+        """Everything between in_proj and out_proj: x, z (B, d_inner, L), stride 1 along L -> y (B, d_inner, L)."""
+        return self.scan(self.scan_inputs(x, z, kernels), kernels)
 
     def in_projection(self, h: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """h (B, L, d_model) -> x, z, each (B, d_inner, L) viewing its own dense (d_inner, B*L) GEMM output.
