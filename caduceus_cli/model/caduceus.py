@@ -138,7 +138,9 @@ class Backbone(nn.Module):
         return self.norm_f if isinstance(self.norm_f, RMSNorm) else self.norm_f.submodule
 
     def forward(self, ids: torch.Tensor, kernels: Backend, output_hidden_states: bool = False):
-        if kernels.add_norm_pair is not None and not output_hidden_states and self._all_add():
+        # inference only: the Triton add/norm has no backward, and the chunked out_proj writes in place
+        if kernels.add_norm_pair is not None and not torch.is_grad_enabled() and not output_hidden_states \
+                and self._all_add():
             return self.forward_flip_free(ids, kernels), None
         h = self.embeddings(ids)  # (B, L, H)
         residual = None
