@@ -147,7 +147,7 @@ class AtomicOutput:
 
 
 class VcfWriter:
-    """Annotated VCF/BCF output; bgzip output is indexed (tabix) after the rename.
+    """Annotated VCF/BCF output; bgzip VCF is indexed (tabix .tbi) and BCF (.csi) after the rename.
 
     VCF text is htslib's own formatting of the header and of each record (so input
     headers without ``##contig`` lines, common in the wild, pass through unchanged);
@@ -203,8 +203,12 @@ class VcfWriter:
             self.out.abort()
             return
         self.out.commit()
-        if self.fmt == "z" and not self.out.stdout:
+        if self.out.stdout:
+            return
+        if self.fmt == "z":
             pysam.tabix_index(self.out.path, preset="vcf", force=True, keep_original=True)
+        elif self.fmt == "b":
+            pysam.tabix_index(self.out.path, preset="bcf", csi=True, force=True, keep_original=True)
 
 
 TSV_COLUMNS = ["chrom", "pos", "id", "ref", "alt", "CAD_LLR", "CAD_COS", "CAD_FLAG"]

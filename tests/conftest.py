@@ -91,3 +91,19 @@ def labelled_table(two_chrom_reference, tmp_path_factory) -> Path:
         for i, ((c, p, r, a), g) in enumerate(zip(snvs, gc, strict=True)):
             w.writerow([f"chr{c}", p, r, a, int(g > cut), ("Whole_Blood", "Liver")[i % 2], (p - mid[c]) // 4])
     return path
+
+
+def mirrored_snvs(seq: str, positions: tuple[int, ...], folder: Path):
+    """A sequence and its reverse complement as one-contig FASTAs ('s'), and SNVs at ``positions``
+    (1-based) with their mirrored twins: returns (fwd FASTA, rev FASTA, [(pos1, ref, alt)] on each)."""
+    comp = str.maketrans("ACGTN", "TGCAN")
+    fwd, rev = folder / "f.fa", folder / "r.fa"
+    fwd.write_text(">s\n" + seq + "\n")
+    rev.write_text(">s\n" + seq.translate(comp)[::-1] + "\n")
+    on_fwd, on_rev = [], []
+    for pos1 in positions:
+        ref = seq[pos1 - 1]
+        alt = {"A": "G", "C": "T", "G": "A", "T": "C"}[ref]
+        on_fwd.append((pos1, ref, alt))
+        on_rev.append((len(seq) - pos1 + 1, ref.translate(comp), alt.translate(comp)))
+    return fwd, rev, on_fwd, on_rev

@@ -13,11 +13,10 @@ from caduceus_cli.model.loading import load_model
 from caduceus_cli.tokenizer import encode
 from caduceus_cli.variants import VariantReader
 from caduceus_cli.windows import WindowModel
-from tests.conftest import DATA, GOLDEN
+from tests.conftest import DATA, GOLDEN, mirrored_snvs
 
 PS = str(GOLDEN / "caduceus_ps_d64_n2")
 PH = str(GOLDEN / "caduceus_ph_d64_n2")
-COMP = str.maketrans("ACGTN", "TGCAN")
 
 
 @pytest.fixture(scope="module")
@@ -38,19 +37,10 @@ def test_tiles_cover_each_position_once():
 @pytest.mark.parametrize("model", [PS, PH])
 def test_variant_embedding_identical_on_both_strands(model, slice_seq, tmp_path):
     """A variant on the RC copy of the reference (mirrored position, complemented alleles): same features."""
-    fwd, rev = tmp_path / "f.fa", tmp_path / "r.fa"
-    fwd.write_text(">s\n" + slice_seq + "\n")
-    rev.write_text(">s\n" + slice_seq.translate(COMP)[::-1] + "\n")
-    n = len(slice_seq)
+    fwd, rev, on_fwd, on_rev = mirrored_snvs(slice_seq, (1001, 2345, 3001), tmp_path)
     head = "chromosome\tposition\tref\talt\tlabel\n"
-    rows_f, rows_r = [], []
-    for pos1 in (1001, 2345, 3001):
-        ref = slice_seq[pos1 - 1]
-        alt = {"A": "G", "C": "T", "G": "A", "T": "C"}[ref]
-        rows_f.append(f"s\t{pos1}\t{ref}\t{alt}\t1\n")
-        rows_r.append(f"s\t{n - pos1 + 1}\t{ref.translate(COMP)}\t{alt.translate(COMP)}\t1\n")
-    (tmp_path / "f.tsv").write_text(head + "".join(rows_f))
-    (tmp_path / "r.tsv").write_text(head + "".join(rows_r))
+    (tmp_path / "f.tsv").write_text(head + "".join(f"s\t{p}\t{r}\t{a}\t1\n" for p, r, a in on_fwd))
+    (tmp_path / "r.tsv").write_text(head + "".join(f"s\t{p}\t{r}\t{a}\t1\n" for p, r, a in on_rev))
     opts = EmbedOptions(window=401, flank=50)  # odd window: the variant is the exact centre on both strands
     embed(str(tmp_path / "f.tsv"), str(tmp_path / "f.parquet"), model, str(fwd), opts)
     embed(str(tmp_path / "r.tsv"), str(tmp_path / "r.parquet"), model, str(rev), opts)

@@ -9,7 +9,7 @@ import pytest
 
 from caduceus_cli.errors import InputFileError, ReferenceError_
 from caduceus_cli.scoring import ScoreOptions, score_vcf
-from tests.conftest import DATA, GOLDEN
+from tests.conftest import DATA, GOLDEN, mirrored_snvs
 
 PS = str(GOLDEN / "caduceus_ps_d64_n2")
 PH = str(GOLDEN / "caduceus_ph_d64_n2")
@@ -104,18 +104,10 @@ def test_ps_scores_identical_on_reverse_complemented_reference(tmp_path):
     """A variant on an RC copy of the reference (mirrored position, complemented alleles) scores the same."""
     fa = pysam.FastaFile(str(DATA / "chr22_slice.fa.gz"))
     seq = fa.fetch("22", 20_000_000, 20_010_000).upper()
-    comp = str.maketrans("ACGTN", "TGCAN")
-    fwd, rev = tmp_path / "f.fa", tmp_path / "r.fa"
-    fwd.write_text(">s\n" + seq + "\n")
-    rev.write_text(">s\n" + seq.translate(comp)[::-1] + "\n")
-    n = len(seq)
+    fwd, rev, on_fwd, on_rev = mirrored_snvs(seq, (3001, 4567, 7001), tmp_path)
     head = "##fileformat=VCFv4.2\n##contig=<ID=s>\n#CHROM\tPOS\tID\tREF\tALT\tQUAL\tFILTER\tINFO\n"
-    lines_f, lines_r = [], []
-    for pos1 in (3001, 4567, 7001):
-        ref = seq[pos1 - 1]
-        alt = {"A": "G", "C": "T", "G": "A", "T": "C"}[ref]
-        lines_f.append(f"s\t{pos1}\tv{pos1}\t{ref}\t{alt}\t.\t.\t.\n")
-        lines_r.append(f"s\t{n - pos1 + 1}\tv{pos1}\t{ref.translate(comp)}\t{alt.translate(comp)}\t.\t.\t.\n")
+    lines_f = [f"s\t{p}\tv{i}\t{r}\t{a}\t.\t.\t.\n" for i, (p, r, a) in enumerate(on_fwd)]
+    lines_r = [f"s\t{p}\tv{i}\t{r}\t{a}\t.\t.\t.\n" for i, (p, r, a) in enumerate(on_rev)]
     (tmp_path / "f.vcf").write_text(head + "".join(lines_f))
     (tmp_path / "r.vcf").write_text(head + "".join(sorted(lines_r, key=lambda x: int(x.split()[1]))))
     opts = ScoreOptions(window=1001, flank=200)
@@ -180,3 +172,15 @@ def test_unreadable_input_is_input_error(tmp_path):
     bad.write_text("this is not a vcf\n")
     with pytest.raises(InputFileError):
         score_vcf(str(bad), str(DATA / "chr22_slice.fa.gz"), str(tmp_path / "o.vcf"), PS, OPTS)
+
+
+def test_bcf_output_is_indexed(tmp_path):
+    out = tmp_path / "out.bcf"
+    score_vcf(str(DATA / "chr20_vt_indels.vcf.gz"), str(DATA / "chr20_slices.fa.gz"), str(out), PS,
+              ScoreOptions(window=101, flank=20, batch_size=32))
+    assert (tmp_path / "out.bcf.csi").exists()
+    got = records(out)
+    assert len(got) == len(input_keys(DATA / "chr20_vt_indels.vcf.gz"))
+    with pysam.VariantFile(str(out)) as vf:
+        hits = list(vf.fetch(got[3].chrom, got[3].pos - 1, got[3].pos))
+    assert any(r.pos == got[3].pos and r.info["CAD_COS"] == got[3].info["CAD_COS"] for r in hits)
