@@ -16,9 +16,12 @@ from caduceus_cli.kernels.backend import Backend
 from caduceus_cli.model.config import CaduceusConfig
 from caduceus_cli.model.mamba import MambaMixer, channels_flat
 
-# mamba-ssm's selective-scan kernel ran a batch of 512 rows (L = 1,024, d_inner 512) in 5.41 ms
-# and two calls of 256 in 4.47 ms on an H200 (bench/scan_layout.py); 256 and 2 x 128 tie.
+# mamba-ssm's selective-scan kernel ran a batch of 512 rows (L = 1,024, d_inner 512) in 6.22 ms
+# and two calls of 256 in 4.71 ms, four of 128 in 4.62 ms, on the H100 (bench/scan_layout.py).
+# Chunks of at most 2**17 tokens also bound the per-direction intermediates (x, z, conv, delta,
+# scan outputs) to ~6 bytes x d_inner x 2**17 whatever the batch.
 SCAN_MAX_ROWS = 256
+SCAN_MAX_TOKENS = 1 << 17
 
 
 class BiMamba(nn.Module):
@@ -59,27 +62,33 @@ class BiMamba(nn.Module):
             return f.out_projection(y_f + y_r, bsz)
         return f.out_projection(y_f, bsz) * f.out_projection(y_r, bsz)
 
-    def forward_split(self, X: torch.Tensor, kernels: Backend, max_rows: int = SCAN_MAX_ROWS
+    def forward_split(self, X: torch.Tensor, kernels: Backend, max_rows: int | None = None
                       ) -> tuple[torch.Tensor, torch.Tensor]:
         """Both directions without flips: X (2, M, L, D) holds the rows and the same rows flipped along L.
 
         Returns (o_f, o_r), each (M*L, D): the forward direction's output, and the reverse
         direction's output in reversed position order. ``o_f + flip_L(o_r)`` is ``forward``'s
         result for "add"; the next add+norm reads it that way (``kernels/addnorm.py``).
-        Rows go through in chunks of at most ``max_rows`` (see SCAN_MAX_ROWS), each chunk's
-        GEMM outputs dense, its out_proj written straight into its rows of o_f / o_r.
+        Rows go through in chunks of at most ``max_rows`` (default: SCAN_MAX_ROWS rows and
+        SCAN_MAX_TOKENS tokens), each chunk's GEMM outputs dense, its out_proj written straight
+        into its rows of o_f / o_r.
         """
         f, r = self.mamba_fwd, self.mamba_rev
         _, M, L, D = X.shape
+        max_rows = max_rows or max(1, min(SCAN_MAX_ROWS, SCAN_MAX_TOKENS // L))
         outs: list[torch.Tensor] = []
         for direction, mixer in ((0, f), (1, r)):
             out = None
             for s in range(0, M, max_rows):
                 e = min(M, s + max_rows)
-                y = channels_flat(mixer.scan_branch(*f.in_projection(X[direction, s:e]), kernels))  # (di, n*L)
+                # scan_inputs' frame holds x until the conv has run: x is freed before the scan
+                inputs = mixer.scan_inputs(*f.in_projection(X[direction, s:e]), kernels)
+                y = channels_flat(mixer.scan(inputs, kernels))  # (di, n*L)
+                del inputs
                 if out is None:
                     out = torch.empty(M * L, D, device=X.device, dtype=y.dtype)  # (M*L, D)
                 torch.mm(y.t(), f.out_proj.weight.t().to(y.dtype), out=out[s * L : e * L])
+                del y  # before the next chunk's intermediates are allocated
             outs.append(out)
         return outs[0], outs[1]
 
