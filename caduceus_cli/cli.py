@@ -34,6 +34,16 @@ app = typer.Typer(
     pretty_exceptions_enable=False,
 )
 
+# Options shared by score-vcf, embed and finetune (one definition each).
+MODEL_OPT = typer.Option(None, "--model", "-m", help="Model directory or hub id (default: shipped model).")
+WINDOW_OPT = typer.Option(None, "--window", "-w", help="Window in bp (default: model training length; max 131072).")
+BATCH_OPT = typer.Option(8, "--batch-size", "-b", help="Windows per forward pass.")
+DEVICE_OPT = typer.Option("auto", help="auto, cpu, cuda or cuda:N.")
+BACKEND_OPT = typer.Option("auto", help="Kernel backend: auto, torch or cuda (mamba-ssm).")
+PRECISION_OPT = typer.Option("auto", help="auto (bf16 on GPU, fp32 on CPU), bf16 or fp32.")
+RENAME_OPT = typer.Option(None, "--rename-chrs", help="Two-column file: contig in the input, contig in the reference.")
+QUIET_OPT = typer.Option(False, "--quiet", "-q", help="No progress output.")
+
 EXIT_CODES = {InputFileError: 3, ReferenceError_: 4, ModelLoadError: 5, BackendUnavailableError: 6, ProbeError: 7}
 
 
@@ -82,18 +92,18 @@ def score_vcf_cmd(
     ref: Path = typer.Option(..., "--ref", "-r", help="Reference FASTA (plain or bgzip; indexed when missing)."),
     out: str = typer.Option("-", "--output", "-o", help="Output: .vcf, .vcf.gz (bgzip + tabix), .bcf, .tsv, or '-'."),
     output_type: str | None = typer.Option(None, "--output-type", "-O", help="v, z, b or tsv (default: from -o)."),
-    model: str | None = typer.Option(None, "--model", "-m", help="Model directory or hub id (default: shipped model)."),
-    window: int | None = typer.Option(None, "--window", "-w", help="Window in bp (default: model training length; max 131072)."),
+    model: str | None = MODEL_OPT,
+    window: int | None = WINDOW_OPT,
     flank: int | None = typer.Option(None, help="Embedding pooling half-width around the variant (default 768, or the probe's)."),
-    batch_size: int = typer.Option(8, "--batch-size", "-b", help="Windows per forward pass."),
+    batch_size: int = BATCH_OPT,
     probe: Path | None = typer.Option(None, "--probe", help="Probe from `caduceus finetune --method probe`: adds CAD_PROB."),
     tissue: str | None = typer.Option(None, help="Tissue of every variant, for a probe trained with tissue."),
-    device: str = typer.Option("auto", help="auto, cpu, cuda or cuda:N."),
-    backend: str = typer.Option("auto", help="Kernel backend: auto, torch or cuda (mamba-ssm)."),
-    precision: str = typer.Option("auto", help="auto (bf16 on GPU, fp32 on CPU), bf16 or fp32."),
-    rename_chrs: Path | None = typer.Option(None, "--rename-chrs", help="Two-column file: VCF contig, reference contig."),
+    device: str = DEVICE_OPT,
+    backend: str = BACKEND_OPT,
+    precision: str = PRECISION_OPT,
+    rename_chrs: Path | None = RENAME_OPT,
     strict: bool = typer.Option(False, help="Fail on REF mismatch or a missing contig instead of flagging."),
-    quiet: bool = typer.Option(False, "--quiet", "-q", help="No progress output."),
+    quiet: bool = QUIET_OPT,
 ) -> None:
     """Annotate every ALT of a VCF with RC-averaged Caduceus scores (CAD_LLR, CAD_COS, CAD_FLAG; CAD_PROB with --probe)."""
     from caduceus_cli.progress import progress_reporter
@@ -130,7 +140,7 @@ def pretrain(
     contig: list[str] = typer.Option([], help="Train only on these contigs."),
     eval_every: int = typer.Option(200), save_every: int = typer.Option(500),
     time_budget: float = typer.Option(0.0, help="Seconds: shorten --steps to fit (schedule included)."),
-    device: str = typer.Option("auto"), backend: str = typer.Option("auto"),
+    device: str = DEVICE_OPT, backend: str = BACKEND_OPT,
     resume: bool = typer.Option(False, help="Continue from the latest checkpoint in --output."),
 ) -> None:
     """Masked-LM pretraining on any genome; resumable, SIGTERM-safe, DDP under torchrun."""
@@ -149,10 +159,7 @@ def pretrain(
                       + (f" val_loss {result['val_loss']:.4f}" if "val_loss" in result else ""), highlight=False)
 
 
-_EMBED_COMMON = {
-    "window": "Window in bp (default: model training length; max 131072).",
-    "flank": "Pooling half-width around the variant / sequence centre (the paper's 768).",
-}
+FLANK_HELP = "Pooling half-width around the variant / sequence centre (the paper's 768)."
 
 
 @app.command(
@@ -168,20 +175,20 @@ def embed(
     inputs: str = typer.Argument(..., help="FASTA of sequences, BED (with --ref), VCF, or a variant table (.csv/.tsv/.parquet)."),
     out: str = typer.Option(..., "--output", "-o", help="Parquet (.parquet); with --pool none: .npy (streamed) or .safetensors."),
     ref: Path | None = typer.Option(None, "--ref", "-r", help="Reference FASTA for BED regions and variants."),
-    model: str | None = typer.Option(None, "--model", "-m", help="Model directory or hub id (default: shipped model)."),
+    model: str | None = MODEL_OPT,
     pool: str | None = typer.Option(None, help="mean (whole sequence/window), centre (+/- flank) or none (per token). "
                                     "Default: centre for variants, mean for sequences."),
-    window: int | None = typer.Option(None, "--window", "-w", help=_EMBED_COMMON["window"]),
-    flank: int = typer.Option(768, help=_EMBED_COMMON["flank"]),
+    window: int | None = WINDOW_OPT,
+    flank: int = typer.Option(768, help=FLANK_HELP),
     layer: int = typer.Option(-1, help="Hidden state: 0 = embeddings .. n_layer; -1 = final normalised output."),
     rc_mode: str = typer.Option("avg", "--rc-mode", help="avg (strand-averaged), fwd, or both (strands concatenated)."),
     bed: bool = typer.Option(False, "--bed", help="Treat the input as BED whatever its name."),
     columns: str | None = typer.Option(None, help="Table column mapping, e.g. chromosome=chr,position=pos1."),
-    batch_size: int = typer.Option(8, "--batch-size", "-b"),
-    device: str = typer.Option("auto"), backend: str = typer.Option("auto"), precision: str = typer.Option("auto"),
-    rename_chrs: Path | None = typer.Option(None, "--rename-chrs", help="Two-column file: input contig, reference contig."),
+    batch_size: int = BATCH_OPT,
+    device: str = DEVICE_OPT, backend: str = BACKEND_OPT, precision: str = PRECISION_OPT,
+    rename_chrs: Path | None = RENAME_OPT,
     strict: bool = typer.Option(False, help="VCF input: fail on REF mismatch or a missing contig instead of flagging."),
-    quiet: bool = typer.Option(False, "--quiet", "-q"),
+    quiet: bool = QUIET_OPT,
 ) -> None:
     """Embeddings of sequences, regions or variants (RC-averaged by default) to Parquet / .npy / .safetensors."""
     from caduceus_cli.embed_io import embed as run
@@ -212,9 +219,9 @@ def finetune(
     out: Path = typer.Option(..., "--output", "-o", help="Run folder: metrics.json, report.json, probe.joblib, roc.png."),
     method: str = typer.Option("probe", help="probe (frozen embeddings + SVC / logistic regression)."),
     ref: Path | None = typer.Option(None, "--ref", "-r", help="Reference FASTA (needed unless the input is embeddings)."),
-    model: str | None = typer.Option(None, "--model", "-m", help="Model directory or hub id (default: shipped model)."),
-    window: int | None = typer.Option(None, "--window", "-w", help=_EMBED_COMMON["window"]),
-    flank: int = typer.Option(768, help=_EMBED_COMMON["flank"]),
+    model: str | None = MODEL_OPT,
+    window: int | None = WINDOW_OPT,
+    flank: int = typer.Option(768, help=FLANK_HELP),
     layer: int = typer.Option(-1), rc_mode: str = typer.Option("avg", "--rc-mode"),
     columns: str | None = typer.Option(None, help="Column mapping, e.g. label=is_causal,chromosome=chr."),
     label_field: str = typer.Option("label", help="INFO field with the label when the input is a VCF."),
@@ -226,10 +233,10 @@ def finetune(
     train_rows: int = typer.Option(5000, help="Training rows sampled per seed."),
     no_tissue: bool = typer.Option(False, "--no-tissue", help="Do not use the tissue column as a feature."),
     bootstrap: int = typer.Option(1000, help="Bootstrap resamples for the confidence intervals."),
-    batch_size: int = typer.Option(8, "--batch-size", "-b"),
-    device: str = typer.Option("auto"), backend: str = typer.Option("auto"), precision: str = typer.Option("auto"),
-    rename_chrs: Path | None = typer.Option(None, "--rename-chrs"),
-    quiet: bool = typer.Option(False, "--quiet", "-q"),
+    batch_size: int = BATCH_OPT,
+    device: str = DEVICE_OPT, backend: str = BACKEND_OPT, precision: str = PRECISION_OPT,
+    rename_chrs: Path | None = RENAME_OPT,
+    quiet: bool = QUIET_OPT,
 ) -> None:
     """Fit and evaluate a variant-effect probe on frozen Caduceus embeddings (the paper's eQTL protocol)."""
     from caduceus_cli.embedding import EmbedOptions

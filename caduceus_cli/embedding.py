@@ -16,6 +16,7 @@ position (streamed to a .npy array, see ``embed_io``).
 from __future__ import annotations
 
 import logging
+from collections import Counter
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import asdict, dataclass, field
 
@@ -113,38 +114,41 @@ class Embedder:
         if self.reference is not None:
             self.reference.close()
 
+    @property
+    def variant_dim(self) -> int:
+        """Width of a variant feature: [ref pooled, alt pooled]."""
+        return 2 * self.engine.feature_dim(self.opts.rc_mode)
+
     def spec(self, kind: str, pool: str) -> EmbeddingSpec:
-        f = self.engine.feature_dim(self.opts.rc_mode)
+        dim = self.variant_dim if kind == "variant" else self.engine.feature_dim(self.opts.rc_mode)
         return EmbeddingSpec(kind, self.model.source, weights_sha256(self.model.source_dir), self.W, self.opts.flank,
-                             pool, self.opts.layer, self.opts.rc_mode, 2 * f if kind == "variant" else f)
+                             pool, self.opts.layer, self.opts.rc_mode, dim)
 
     # ---- variants ----
     def variant_scorer(self, strict: bool) -> VariantScorer:
         if self.reference is None:
             raise InputFileError("variants need the reference genome: pass --ref FASTA")
-        so = ScoreOptions(window=self.W, flank=self.opts.flank, batch_size=self.opts.batch_size, strict=strict,
-                          device=self.opts.device, backend=self.opts.backend, precision=self.opts.precision,
-                          layer=self.opts.layer, rc_mode=self.opts.rc_mode, llr=False)
-        scorer = VariantScorer(self.model, self.reference, so, self.device)
-        scorer.engine = self.engine
-        return scorer
+        so = ScoreOptions(window=self.W, flank=self.opts.flank, batch_size=self.opts.batch_size,
+                          chunk_sites=self.opts.chunk, strict=strict, device=self.opts.device,
+                          backend=self.opts.backend, precision=self.opts.precision, layer=self.opts.layer,
+                          rc_mode=self.opts.rc_mode, llr=False)
+        return VariantScorer(self.model, self.reference, so, self.device, engine=self.engine)
 
     def embed_table(self, table: VariantTable, progress: Callable[[int], None] | None = None) -> EmbeddedRows:
         """Features of every row of a labelled table, (n, 2F); a row that cannot be embedded is an error."""
-        scorer = self.variant_scorer(strict=False)
-        dim = self.spec("variant", "centre").dim
-        X = np.full((len(table), dim), np.nan, np.float32)
-        flags: list[str] = []
-        for start in range(0, len(table), self.opts.chunk):
-            plans = [scorer.plan(v) for v in table.variants[start : start + self.opts.chunk]]
+
+        def refuse_unusable(plans: list, offset: int) -> None:
             for j, p in enumerate(plans):
                 bad = [f for f in p.flags if f in _FATAL_FOR_TABLES]
                 if bad:
-                    raise ProbeError(f"{table.where(start + j)}: {_FATAL_FOR_TABLES[bad[0]]}; fix or remove the row")
-            scorer.score_chunk(plans)
-            for j, p in enumerate(plans):
-                X[start + j] = p.variant_features(0)
-                flags.append(",".join(p.flags) or None)
+                    raise ProbeError(f"{table.where(offset + j)}: {_FATAL_FOR_TABLES[bad[0]]}; fix or remove the row")
+
+        X = np.full((len(table), self.variant_dim), np.nan, np.float32)
+        flags: list[str | None] = []
+        for plans in self.variant_scorer(strict=False).scored_chunks(table.variants, refuse_unusable):
+            for p in plans:
+                X[len(flags)] = p.variant_features(0)
+                flags.append(_flag_text(p))
             if progress:
                 progress(len(plans))
         cols = {"chrom": [v.chrom for v in table.variants], "pos": [v.pos for v in table.variants],
@@ -160,31 +164,24 @@ class Embedder:
         scorer = self.variant_scorer(self.opts.strict)
         reader = VariantReader(path)
         try:
-            chunk: list = []
-            for rec in reader.records():
-                chunk.append(scorer.plan(rec))
-                if len(chunk) >= self.opts.chunk:
-                    yield self._vcf_rows(scorer, chunk, progress)
-                    chunk = []
-            if chunk:
-                yield self._vcf_rows(scorer, chunk, progress)
+            for plans in scorer.scored_chunks(reader.records()):
+                yield self._vcf_rows(plans)
+                if progress:
+                    progress(len(plans))
         finally:
             reader.close()
 
-    def _vcf_rows(self, scorer: VariantScorer, plans: list, progress) -> EmbeddedRows:
-        scorer.score_chunk(plans)
+    def _vcf_rows(self, plans: list) -> EmbeddedRows:
         cols: dict[str, list] = {k: [] for k in ("chrom", "pos", "id", "ref", "alt", "flag")}
         feats = []
-        dim = self.spec("variant", "centre").dim
+        missing = np.full(self.variant_dim, np.nan, np.float32)
         for p in plans:
             for i, alt in enumerate(p.rec.alts or (None,)):
-                for k, v in zip(cols, (p.rec.chrom, p.rec.pos, p.rec.id, p.rec.ref, alt, ",".join(p.flags) or None), strict=True):
+                for k, v in zip(cols, (p.rec.chrom, p.rec.pos, p.rec.id, p.rec.ref, alt, _flag_text(p)), strict=True):
                     cols[k].append(v)
                 f = p.variant_features(i) if alt is not None else None
-                feats.append(f if f is not None else np.full(dim, np.nan, np.float32))
-        if progress:
-            progress(len(plans))
-        return EmbeddedRows(cols, np.stack(feats).astype(np.float32) if feats else np.zeros((0, dim), np.float32))
+                feats.append(missing if f is None else f)
+        return EmbeddedRows(cols, np.stack(feats).astype(np.float32))
 
     # ---- sequences and regions ----
     def embed_sequences(self, named: Iterable[tuple[dict, str]], pool: str,
@@ -238,7 +235,8 @@ class Embedder:
         for key, seq in batch:
             for k, v in (key | {"length": len(seq)}).items():
                 cols.setdefault(k, []).append(v)
-        cols["n_windows"] = [sum(1 for j in jobs if j[0] == r) for r in range(len(batch))]
+        per_row = Counter(job[0] for job in jobs)
+        cols["n_windows"] = [per_row[r] for r in range(len(batch))]
         if progress:
             progress(len(batch))
         return EmbeddedRows(cols, (sums / counts[:, None]).astype(np.float32), tokens)
@@ -259,6 +257,10 @@ class Embedder:
                 raise InputFileError(f"{path}: region {iv.label()} runs past the end of {chrom} "
                                      f"({self.reference.lengths[chrom]:,} bp)")
             yield _region_key(iv), self.reference.fetch(chrom, iv.start, iv.end)
+
+
+def _flag_text(plan) -> str | None:
+    return ",".join(plan.flags) or None
 
 
 def tiles(n: int, W: int) -> list[tuple[int, int, int]]:

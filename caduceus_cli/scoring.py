@@ -24,7 +24,7 @@ from __future__ import annotations
 import logging
 import os
 from collections import Counter, OrderedDict
-from collections.abc import Callable
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field, replace
 
 import numpy as np
@@ -114,14 +114,14 @@ def default_window(model) -> int:
 class VariantScorer:
     """Holds the model, reference and options; scores chunks of records."""
 
-    def __init__(self, model, reference: Reference, opts: ScoreOptions, device) -> None:
+    def __init__(self, model, reference: Reference, opts: ScoreOptions, device, engine: WindowModel | None = None) -> None:
         self.ref = reference
         self.opts = opts = replace(opts, flank=DEFAULT_FLANK if opts.flank is None else opts.flank)
         self.W = opts.window or default_window(model)
         if not 1 <= self.W <= MAX_WINDOW:
             raise InputFileError(f"--window {self.W}: must be between 1 and {MAX_WINDOW}")
         self.centre = self.W // 2
-        self.engine = WindowModel(model, device, opts.batch_size, opts.precision)
+        self.engine = engine or WindowModel(model, device, opts.batch_size, opts.precision)
         self.summary = ScoreSummary(window=self.W)
         self._warned: set[str] = set()
         self._ref_cache: OrderedDict = OrderedDict()
@@ -180,6 +180,29 @@ class VariantScorer:
                     p.masked = True
         p.flags = list(dict.fromkeys(p.flags))
         return p
+
+    def scored_chunks(self, records: Iterable, check: Callable[[list[_SitePlan], int], None] | None = None
+                      ) -> Iterator[list[_SitePlan]]:
+        """Plan and score ``records`` ``chunk_sites`` at a time, in input order (memory bounded by a chunk).
+
+        ``check(plans, offset)`` sees each chunk's plans before the model runs on them.
+        """
+        chunk: list[_SitePlan] = []
+        done = 0
+        for rec in records:
+            chunk.append(self.plan(rec))
+            if len(chunk) >= self.opts.chunk_sites:
+                yield self._scored(chunk, done, check)
+                done += len(chunk)
+                chunk = []
+        if chunk:
+            yield self._scored(chunk, done, check)
+
+    def _scored(self, plans: list[_SitePlan], offset: int, check) -> list[_SitePlan]:
+        if check is not None:
+            check(plans, offset)
+        self.score_chunk(plans)
+        return plans
 
     # ---- scoring a chunk ----
     def score_chunk(self, plans: list[_SitePlan]) -> None:
@@ -286,13 +309,8 @@ def score_vcf(
     ok = False
     summary = scorer.summary
     try:
-        chunk: list[_SitePlan] = []
-        for rec in reader.records():
-            chunk.append(scorer.plan(rec))
-            if len(chunk) >= opts.chunk_sites:
-                _flush(scorer, chunk, writer, probe, summary, progress)
-                chunk = []
-        _flush(scorer, chunk, writer, probe, summary, progress)
+        for chunk in scorer.scored_chunks(reader.records()):
+            _write_chunk(chunk, writer, probe, summary, progress)
         ok = True
     finally:
         writer.close(ok)
@@ -302,10 +320,7 @@ def score_vcf(
     return summary
 
 
-def _flush(scorer: VariantScorer, chunk: list[_SitePlan], writer, probe, summary: ScoreSummary, progress) -> None:
-    if not chunk:
-        return
-    scorer.score_chunk(chunk)
+def _write_chunk(chunk: list[_SitePlan], writer, probe, summary: ScoreSummary, progress) -> None:
     probs = probe.predict_sites(chunk) if probe is not None else None
     for j, p in enumerate(chunk):
         n_alts = len(p.llr)

@@ -7,6 +7,7 @@ are omitted from the file and restored on load.
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import json
 import logging
@@ -102,16 +103,22 @@ def _read_state_dict(directory: Path) -> tuple[dict[str, torch.Tensor], Path]:
 
 
 def weights_sha256(directory: str | os.PathLike) -> str:
-    """sha256 of the weights file of a model directory (for provenance)."""
+    """sha256 of the weights file of a model directory (for provenance); hashed once per file version."""
     for name in WEIGHT_FILES:
         f = Path(directory) / name
         if f.exists():
-            h = hashlib.sha256()
-            with open(f, "rb") as fh:
-                for block in iter(lambda: fh.read(1 << 20), b""):
-                    h.update(block)
-            return h.hexdigest()
+            st = f.stat()
+            return _file_sha256(str(f.resolve()), st.st_size, st.st_mtime_ns)
     return "unknown"
+
+
+@functools.lru_cache(maxsize=16)
+def _file_sha256(path: str, size: int, mtime_ns: int) -> str:
+    h = hashlib.sha256()
+    with open(path, "rb") as fh:
+        for block in iter(lambda: fh.read(1 << 20), b""):
+            h.update(block)
+    return h.hexdigest()
 
 
 def load_model(
