@@ -121,6 +121,12 @@ def add_header_lines(header: pysam.VariantHeader, provenance: dict[str, str], wi
         header.add_line(f"##caduceus_{key}={value}")
 
 
+def _umask() -> int:
+    mask = os.umask(0)
+    os.umask(mask)
+    return mask
+
+
 class AtomicOutput:
     """A temporary file beside the target, renamed into place on success only."""
 
@@ -139,6 +145,7 @@ class AtomicOutput:
 
     def commit(self) -> None:
         if not self.stdout:
+            os.chmod(self.tmp, 0o666 & ~_umask())  # mkstemp makes 0600; give the usual file mode
             os.replace(self.tmp, self.path)
 
     def abort(self) -> None:

@@ -184,3 +184,14 @@ def test_bcf_output_is_indexed(tmp_path):
     with pysam.VariantFile(str(out)) as vf:
         hits = list(vf.fetch(got[3].chrom, got[3].pos - 1, got[3].pos))
     assert any(r.pos == got[3].pos and r.info["CAD_COS"] == got[3].info["CAD_COS"] for r in hits)
+
+
+def test_output_gets_the_usual_file_mode(tmp_path):
+    import os
+
+    out = tmp_path / "o.vcf"
+    score_vcf(str(DATA / "chr20_vt_indels.vcf.gz"), str(DATA / "chr20_slices.fa.gz"), str(out), PS,
+              ScoreOptions(window=51, flank=10, batch_size=64))
+    mask = os.umask(0)
+    os.umask(mask)
+    assert out.stat().st_mode & 0o777 == 0o666 & ~mask
