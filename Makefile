@@ -4,7 +4,7 @@ VENV   ?= .venv
 PY     := $(VENV)/bin/python
 TORCH  ?= torch==2.13.0
 
-.PHONY: help install test test-gpu lint bench quickstart clean
+.PHONY: help install test test-gpu lint bench quickstart probe-example clean
 
 help:  ## list the targets
 	@grep -E '^[a-z-]+:.*##' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-11s %s\n", $$1, $$2}'
@@ -32,6 +32,11 @@ bench:  ## CPU benchmarks (JSON + table under bench/results/)
 
 quickstart:  ## score the shipped example VCF with the shipped model
 	$(VENV)/bin/caduceus score-vcf examples/chr22_example.vcf.gz --ref examples/chr22_slice.fa.gz -o /tmp/scored.vcf.gz
+
+probe-example:  ## embed -> finetune --method probe -> score-vcf --probe on the shipped example (README figures)
+	$(VENV)/bin/caduceus embed examples/chr22_labelled_snvs.tsv --ref examples/chr22_slice.fa.gz --window 256 --flank 64 -o /tmp/snvs.parquet
+	$(VENV)/bin/caduceus finetune --method probe /tmp/snvs.parquet --split cv -o /tmp/probe_run
+	$(VENV)/bin/caduceus score-vcf examples/chr22_example.vcf.gz --ref examples/chr22_slice.fa.gz --probe /tmp/probe_run/probe.joblib -o /tmp/scored_probe.vcf.gz
 
 clean:
 	rm -rf $(VENV) build *.egg-info .pytest_cache
