@@ -1,0 +1,5 @@
+"""``python -m caduceus_cli``: the same as the ``caduceus`` command."""
+
+from caduceus_cli.cli import main
+
+main()
