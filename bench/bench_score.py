@@ -17,9 +17,10 @@ from pathlib import Path
 import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+from caduceus_cli.inference.engine import WindowEngine  # noqa: E402
+from caduceus_cli.inference.runtime import pick_device  # noqa: E402
 from caduceus_cli.model.loading import load_model  # noqa: E402
-from caduceus_cli.scoring import ScoreOptions, score_vcf  # noqa: E402
-from caduceus_cli.windows import WindowModel, pick_device  # noqa: E402
+from caduceus_cli.pipelines.score_vcf import ScoreOptions, score_vcf  # noqa: E402
 
 ap = argparse.ArgumentParser()
 ap.add_argument("--vcf", required=True)
@@ -39,7 +40,7 @@ if args.threads:
 device = pick_device(args.device)
 model = load_model(args.model, device=device)
 W = args.window or model.config.max_seq_len
-engine = WindowModel(model, device, args.batch_size)
+engine = WindowEngine(model, device, args.batch_size)
 ids = torch.randint(7, 11, (args.batch_size * 4, W)).numpy()
 engine.pooled_features(ids[: args.batch_size], W // 2, 768)  # warm-up (numba compile, kernels)
 t0 = time.perf_counter()
@@ -52,9 +53,19 @@ with tempfile.TemporaryDirectory() as tmp:
     t0 = time.perf_counter()
     s = score_vcf(args.vcf, args.ref, f"{tmp}/o.vcf.gz", args.model, opts)
     wall = time.perf_counter() - t0
-res = dict(device=str(device), threads=torch.get_num_threads(), window=W, records=s.records, alts=s.alts,
-           wall_s=wall, variants_per_s=s.alts / wall, windows=s.windows_run, windows_per_s=s.windows_run / wall,
-           bare_forward_windows_per_s=bare, efficiency=(s.windows_run / wall) / bare)
+res = dict(
+    device=str(device),
+    threads=torch.get_num_threads(),
+    window=W,
+    records=s.records,
+    alts=s.alts,
+    wall_s=wall,
+    variants_per_s=s.alts / wall,
+    windows=s.windows_run,
+    windows_per_s=s.windows_run / wall,
+    bare_forward_windows_per_s=bare,
+    efficiency=(s.windows_run / wall) / bare,
+)
 print(json.dumps(res, indent=2))
 if args.out:
     args.out.write_text(json.dumps(res, indent=2))

@@ -5,7 +5,7 @@
 set -euo pipefail
 fa=$1; out=$2
 for n in 1 2; do
-  torchrun --standalone --nproc-per-node "$n" -m caduceus_cli.cli pretrain "$fa" -o "$out/ddp$n" \
+  torchrun --standalone --nproc-per-node "$n" -m caduceus_cli pretrain "$fa" -o "$out/ddp$n" \
     --seq-len 1024 --d-model 128 --n-layer 4 --batch-size 64 --steps 80 --eval-every 100000 \
     --save-every 100000 > "$out/ddp$n.log" 2>&1
   python3 - "$out/ddp$n/summary.json" "$n" <<'PY'

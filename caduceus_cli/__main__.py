@@ -1,5 +1,5 @@
 """``python -m caduceus_cli``: the same as the ``caduceus`` command."""
 
-from caduceus_cli.cli import main
+from caduceus_cli.cli.app import main
 
 main()

@@ -36,7 +36,11 @@ class ReferenceError_(CaduceusError, ValueError):
 
 
 class ProbeError(CaduceusError, ValueError):
-    """A probe file or labelled table cannot be used as asked."""
+    """A probe file cannot be used as asked (wrong model, window or tissue; unreadable)."""
+
+
+class TableError(CaduceusError, ValueError):
+    """A variant table has a missing column, a bad value or a row that cannot be embedded."""
 
 
 class TrainingError(CaduceusError, RuntimeError):

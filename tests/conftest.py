@@ -14,11 +14,14 @@ DATA = Path(__file__).parent / "data"
 GOLDEN = DATA / "golden"
 
 
-def perturbed_model(rcps: bool, d_model: int = 32, n_layer: int = 2, fused: bool = True, seed: int = 0,
-                    strategy: str = "add") -> CaduceusForMaskedLM:
+def perturbed_model(
+    rcps: bool, d_model: int = 32, n_layer: int = 2, fused: bool = True, seed: int = 0, strategy: str = "add"
+) -> CaduceusForMaskedLM:
     """A random model with every parameter perturbed (norm weights and biases non-trivial)."""
     torch.manual_seed(seed)
-    cfg = CaduceusConfig(d_model=d_model, n_layer=n_layer, rcps=rcps, fused_add_norm=fused, bidirectional_strategy=strategy)
+    cfg = CaduceusConfig(
+        d_model=d_model, n_layer=n_layer, rcps=rcps, fused_add_norm=fused, bidirectional_strategy=strategy
+    )
     model = CaduceusForMaskedLM(cfg, backend="torch")
     with torch.no_grad():
         for p in {id(p): p for p in model.parameters()}.values():
@@ -41,14 +44,16 @@ SNV_SOURCES = (("chr20_pysam_20.vcf.gz", 2), ("chr22_10donors.vcf.gz", 13))  # (
 
 def real_snvs() -> list[tuple[str, int, str, str]]:
     """Biallelic SNVs (chrom, pos1, ref, alt) from the real chr20 and chr22 VCF copies: ~150 per chromosome."""
-    from caduceus_cli.variants import VariantReader
+    from caduceus_cli.io.vcf import VariantReader
 
     out = []
     for name, every in SNV_SOURCES:
-        reader = VariantReader(str(DATA / name))
-        snvs = [(r.chrom, r.pos, r.ref, r.alts[0]) for r in reader.records()
-                if r.alts and len(r.alts) == 1 and len(r.ref) == 1 and r.alts[0] in ("A", "C", "G", "T")]
-        reader.close()
+        with VariantReader(str(DATA / name)) as reader:
+            snvs = [
+                (v.chrom, v.pos1, v.ref, v.alts[0])
+                for v in reader.variants()
+                if len(v.alts) == 1 and len(v.ref) == 1 and v.alts[0] in ("A", "C", "G", "T")
+            ]
         out += snvs[::every]
     return out
 

@@ -6,7 +6,7 @@ from tests.conftest import GOLDEN
 
 
 def run(*args):
-    return subprocess.run([sys.executable, "-m", "caduceus_cli.cli", *args], capture_output=True, text=True)
+    return subprocess.run([sys.executable, "-m", "caduceus_cli", *args], capture_output=True, text=True)
 
 
 def test_version_and_help():
@@ -32,28 +32,11 @@ def test_default_model_is_shipped():
     assert p.returncode == 0 and "training_length\t1024" in p.stdout
 
 
-def test_embed_finetune_score_vcf_pipeline_on_the_example(tmp_path):
-    """The README's three commands (on the first 120 labelled SNVs, one seed, to keep CI short)."""
+def test_table_errors_are_one_line_with_exit_code_7(tmp_path):
+    """(The README's embed -> finetune -> score-vcf --probe run is pinned byte for byte in test_pinned_outputs.)"""
     from pathlib import Path
 
-    ex = Path(__file__).parents[1] / "examples"
-    table = tmp_path / "snvs.tsv"
-    table.write_text("\n".join((ex / "chr22_labelled_snvs.tsv").read_text().splitlines()[:121]) + "\n")
-    ref = str(ex / "chr22_slice.fa.gz")
-    e = run("embed", str(table), "--ref", ref, "--window", "256", "--flank", "64", "-o", str(tmp_path / "e.parquet"))
-    assert e.returncode == 0, e.stderr
-    assert "120 rows (variant-table, pool centre, dim 256, window 256)" in " ".join(e.stderr.split())
-    f = run("finetune", "--method", "probe", str(tmp_path / "e.parquet"), "--split", "cv", "--seeds", "1",
-            "--bootstrap", "50", "-o", str(tmp_path / "probe"))
-    assert f.returncode == 0, f.stderr
-    assert "AUROC" in f.stderr and (tmp_path / "probe" / "metrics.json").exists()
-    s = run("score-vcf", str(ex / "chr22_example.vcf.gz"), "--ref", ref, "--probe", str(tmp_path / "probe" / "probe.joblib"),
-            "-o", "-", "-O", "tsv", "-q")
-    assert s.returncode == 0, s.stderr
-    rows = [line.split("\t") for line in s.stdout.splitlines() if not line.startswith("#")]
-    assert rows[0][-1] == "CAD_PROB" and len(rows) == 51
-    assert all(0.0 <= float(r[-1]) <= 1.0 for r in rows[1:])
-    # a bad table: one line naming file and row, exit code 7, no traceback
+    ref = str(Path(__file__).parents[1] / "examples" / "chr22_slice.fa.gz")
     bad = tmp_path / "bad.tsv"
     bad.write_text("chromosome\tposition\tref\talt\tlabel\nchr22\t20000950\tA\tG\t1\n")
     b = run("finetune", str(bad), "--ref", ref, "-o", str(tmp_path / "o"))
@@ -61,3 +44,34 @@ def test_embed_finetune_score_vcf_pipeline_on_the_example(tmp_path):
     assert "Traceback" not in b.stderr
     m = run("finetune", "--method", "full", str(bad), "-o", str(tmp_path / "o"))
     assert m.returncode == 2 and "--method full" in m.stderr
+
+
+def test_bad_choices_stop_with_one_line(tmp_path):
+    """Choices are checked at the edge: the CLI and the library both refuse, in one line."""
+    import pytest
+
+    from caduceus_cli.errors import OptionError
+    from caduceus_cli.pipelines.score_vcf import ScoreOptions, score_vcf
+    from tests.conftest import DATA
+
+    cases = [
+        (["score-vcf", "x.vcf", "--ref", "y.fa", "--precision", "fp13"], "'fp13' is not one of 'auto', 'bf16', 'fp32'"),
+        (["pretrain", "x.fa", "-o", str(tmp_path / "r"), "--variant", "XX"], "'XX' is not one of 'ps', 'ph'"),
+        (["embed", "x.fa", "-o", "o.parquet", "--pool", "max"], "'max' is not one of 'mean', 'centre', 'none'"),
+        (["score-vcf", "x.vcf"], "Missing option '--ref'"),
+    ]
+    for args, pattern in cases:
+        p = run(*args)
+        lines = p.stderr.strip().splitlines()
+        assert p.returncode == 2 and len(lines) == 1 and pattern in lines[0], p.stderr
+        assert lines[0].startswith("error: ") and f"caduceus {args[0]} --help" in lines[0]
+    assert not (tmp_path / "r").exists()
+    with pytest.raises(OptionError, match="--precision fp13: expected one of auto, bf16, fp32"):
+        score_vcf(
+            str(DATA / "chr20_pysam_20.vcf.gz"),
+            str(DATA / "chr20_slices.fa.gz"),
+            str(tmp_path / "o.vcf"),
+            str(GOLDEN / "caduceus_ps_d64_n2"),
+            ScoreOptions(precision="fp13"),
+        )
+    assert not (tmp_path / "o.vcf").exists()

@@ -21,8 +21,21 @@ FA = str(DATA / "chr22_slice.fa.gz")
 
 
 def cfg(out, **kw):
-    base = dict(fasta=(FA,), out_dir=str(out), seq_len=128, d_model=16, n_layer=1, steps=6, batch_size=4,
-                lr=5e-3, eval_every=1000, save_every=1000, log_every=1, device="cpu", max_n_frac=0.05)
+    base = dict(
+        fasta=(FA,),
+        out_dir=str(out),
+        seq_len=128,
+        d_model=16,
+        n_layer=1,
+        steps=6,
+        batch_size=4,
+        lr=5e-3,
+        eval_every=1000,
+        save_every=1000,
+        log_every=1,
+        device="cpu",
+        max_n_frac=0.05,
+    )
     base.update(kw)
     return pt.PretrainConfig(**base)
 
@@ -76,7 +89,7 @@ def test_resume_continues_exactly(tmp_path, monkeypatch):
     result = pt.pretrain(cfg(part))
     pt._Stop.requested = False
     monkeypatch.setattr(pt, "warmup_cosine", real)
-    assert result["stopped"] and result["step"] == 4
+    assert result.stopped and result.step == 4 and result.model_dir is None
     pt.pretrain(cfg(part, resume=True))
     a = {x["step"]: x["loss"] for x in metrics(full)}
     b = {x["step"]: x["loss"] for x in metrics(part)}
@@ -95,9 +108,35 @@ def test_phase_ph_with_rc_augmentation(tmp_path):
 def test_distributed_gloo_two_processes(tmp_path):
     out = tmp_path / "ddp"
     env = dict(os.environ, OMP_NUM_THREADS="1")
-    cmd = [sys.executable, "-m", "torch.distributed.run", "--nproc-per-node", "2", "--master-port", "29533",
-           "-m", "caduceus_cli.cli", "pretrain", FA, "-o", str(out), "--seq-len", "128", "--d-model", "16",
-           "--n-layer", "1", "--steps", "3", "--batch-size", "2", "--device", "cpu", "--eval-every", "1000"]
+    cmd = [
+        sys.executable,
+        "-m",
+        "torch.distributed.run",
+        "--nproc-per-node",
+        "2",
+        "--master-port",
+        "29533",
+        "-m",
+        "caduceus_cli",
+        "pretrain",
+        FA,
+        "-o",
+        str(out),
+        "--seq-len",
+        "128",
+        "--d-model",
+        "16",
+        "--n-layer",
+        "1",
+        "--steps",
+        "3",
+        "--batch-size",
+        "2",
+        "--device",
+        "cpu",
+        "--eval-every",
+        "1000",
+    ]
     p = subprocess.run(cmd, capture_output=True, text=True, env=env, timeout=300)
     assert p.returncode == 0, p.stderr[-2000:]
     summary = json.loads((out / "summary.json").read_text())

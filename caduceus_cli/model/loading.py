@@ -32,16 +32,20 @@ WEIGHT_FILES = ("model.safetensors", "pytorch_model.bin")
 
 
 def default_model_dir() -> Path:
-    """The shipped default model: $CADUCEUS_DEFAULT_MODEL, else ``models/<name>`` of this checkout."""
+    """The shipped default model: $CADUCEUS_DEFAULT_MODEL, else ``models/<name>`` of this checkout
+    (source tree, editable install), else ``caduceus_cli/_models/<name>`` (wheel; setup.py copies it there)."""
     env = os.environ.get("CADUCEUS_DEFAULT_MODEL")
     if env:
         return Path(env)
-    here = Path(__file__).resolve().parents[1]  # caduceus_cli/
-    for base in (here.parent / "models", here / "_models"):
-        if (base / DEFAULT_MODEL_NAME / "config.json").exists():
-            return base / DEFAULT_MODEL_NAME
+    import caduceus_cli
+
+    here = Path(caduceus_cli.__file__).resolve().parent  # the package, wherever this module sits in it
+    candidates = (here.parent / "models" / DEFAULT_MODEL_NAME, here / "_models" / DEFAULT_MODEL_NAME)
+    for path in candidates:
+        if (path / "config.json").exists():
+            return path
     raise ModelLoadError(
-        f"no default model found (looked for models/{DEFAULT_MODEL_NAME} beside the package); "
+        f"no default model found (looked in {' and '.join(map(str, candidates))}); "
         "pass --model DIR or a hub id, or set CADUCEUS_DEFAULT_MODEL"
     )
 
@@ -85,7 +89,9 @@ def _download(repo_id: str) -> Path:
     except RepositoryNotFoundError as exc:
         raise ModelLoadError(f"{repo_id}: no such repository on the Hugging Face hub (check the id)") from exc
     except Exception as exc:  # network and HTTP errors of many kinds
-        raise ModelLoadError(f"{repo_id}: download failed ({type(exc).__name__}: {exc}); retry or pass a local directory") from exc
+        raise ModelLoadError(
+            f"{repo_id}: download failed ({type(exc).__name__}: {exc}); retry or pass a local directory"
+        ) from exc
     return Path(path)
 
 
@@ -98,7 +104,9 @@ def _read_state_dict(directory: Path) -> tuple[dict[str, torch.Tensor], Path]:
                     return load_file(str(f)), f
                 return torch.load(f, map_location="cpu", weights_only=True), f
             except Exception as exc:
-                raise ModelLoadError(f"{f}: cannot read weights ({type(exc).__name__}: {exc}); the file may be truncated") from exc
+                raise ModelLoadError(
+                    f"{f}: cannot read weights ({type(exc).__name__}: {exc}); the file may be truncated"
+                ) from exc
     raise ModelLoadError(f"{directory}: no weights file (expected one of {', '.join(WEIGHT_FILES)})")
 
 
@@ -158,7 +166,10 @@ def load_model(
     if shapes:
         problems.append(f"wrong shapes ({len(shapes)}): {'; '.join(shapes[:6])}")
     if problems:
-        raise ModelLoadError(f"{weights_file}: does not match config.json ({cfg.d_model=}, {cfg.n_layer=}, rcps={cfg.rcps}): " + " | ".join(problems))
+        raise ModelLoadError(
+            f"{weights_file}: does not match config.json ({cfg.d_model=}, {cfg.n_layer=}, rcps={cfg.rcps}): "
+            + " | ".join(problems)
+        )
     state = {k: v for k, v in state.items() if not is_tied_key(k)}
     model.load_state_dict(state, strict=False)
     model.tie_weights()

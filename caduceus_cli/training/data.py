@@ -13,9 +13,9 @@ from pathlib import Path
 
 import numpy as np
 
-from caduceus_cli.coords import Interval0
 from caduceus_cli.errors import InputFileError
-from caduceus_cli.reference import iter_fasta
+from caduceus_cli.io.coords import Interval0
+from caduceus_cli.io.reference import iter_fasta
 from caduceus_cli.tokenizer import N, encode
 
 log = logging.getLogger(__name__)
@@ -33,7 +33,9 @@ def read_fasta_tokens(paths: list[str], contigs: set[str] | None = None) -> dict
             out[name] = encode(seq).astype(np.uint8)
             log.info("read %s from %s: %s bp", name, Path(path).name, f"{len(seq):,}")
     if not out:
-        raise InputFileError(f"{', '.join(paths)}: no sequences read" + (f" for contigs {sorted(contigs)}" if contigs else ""))
+        raise InputFileError(
+            f"{', '.join(paths)}: no sequences read" + (f" for contigs {sorted(contigs)}" if contigs else "")
+        )
     return out
 
 
@@ -48,8 +50,14 @@ class ChunkSampler:
     seed: int = 0
 
     @classmethod
-    def build(cls, tokens: dict[str, np.ndarray], seq_len: int, bed: list[Interval0] | None = None,
-              max_n_frac: float = 0.5, seed: int = 0) -> "ChunkSampler":
+    def build(
+        cls,
+        tokens: dict[str, np.ndarray],
+        seq_len: int,
+        bed: list[Interval0] | None = None,
+        max_n_frac: float = 0.5,
+        seed: int = 0,
+    ) -> "ChunkSampler":
         ivs = bed or [Interval0(k, 0, len(v)) for k, v in tokens.items()]
         ivs = tuple(iv for iv in ivs if iv.chrom in tokens and iv.end - iv.start >= seq_len)
         if not ivs:
@@ -73,7 +81,9 @@ class ChunkSampler:
         return out
 
 
-def tile_chunks(tokens: dict[str, np.ndarray], seq_len: int, max_n_frac: float = 0.5, limit: int | None = None) -> np.ndarray:
+def tile_chunks(
+    tokens: dict[str, np.ndarray], seq_len: int, max_n_frac: float = 0.5, limit: int | None = None
+) -> np.ndarray:
     """Non-overlapping chunks of every sequence, N-heavy ones skipped: (n, seq_len) int64."""
     chunks = []
     for arr in tokens.values():

@@ -21,8 +21,9 @@ import torch
 import torch.distributed as dist
 import torch.nn.functional as F
 
-from caduceus_cli.coords import read_bed
+from caduceus_cli.choices import Precision, choice
 from caduceus_cli.errors import TrainingError
+from caduceus_cli.io.coords import read_bed
 from caduceus_cli.model.caduceus import CaduceusForMaskedLM
 from caduceus_cli.model.config import CaduceusConfig
 from caduceus_cli.model.loading import load_model, save_model
@@ -63,7 +64,7 @@ class PretrainConfig:
     log_every: int = 10
     device: str = "auto"
     backend: str = "auto"
-    precision: str = "auto"
+    precision: Precision | str = Precision.AUTO
     resume: bool = False
     time_budget_s: float = 0.0  # >0: after 10 steps, shorten `steps` to fit this wall time
     command: str = ""
@@ -100,7 +101,8 @@ class Trainer:
             self.device = torch.device(cfg.device)
         if self.device.type == "cuda":
             torch.cuda.set_device(self.device)
-        self.bf16 = cfg.precision == "bf16" or (cfg.precision == "auto" and self.device.type == "cuda")
+        precision = choice(Precision, cfg.precision, "--precision")
+        self.bf16 = precision == Precision.BF16 or (precision == Precision.AUTO and self.device.type == "cuda")
         self.out = Path(cfg.out_dir)
         micro_tokens = cfg.batch_size * cfg.seq_len * self.world
         self.accum = max(1, -(-cfg.tokens_per_step // micro_tokens)) if cfg.tokens_per_step else 1
@@ -113,21 +115,29 @@ class Trainer:
         if cfg.val_fasta:
             val_tokens.update(read_fasta_tokens(list(cfg.val_fasta)))
         self.train_tokens = tokens
-        self.sampler = ChunkSampler.build(tokens, cfg.seq_len, read_bed(cfg.bed) if cfg.bed else None, cfg.max_n_frac, cfg.seed)
+        self.sampler = ChunkSampler.build(
+            tokens, cfg.seq_len, read_bed(cfg.bed) if cfg.bed else None, cfg.max_n_frac, cfg.seed
+        )
         self.val = tile_chunks(val_tokens, cfg.seq_len, cfg.max_n_frac, cfg.eval_chunks) if val_tokens else None
         mcfg = CaduceusConfig(d_model=cfg.d_model, n_layer=cfg.n_layer, rcps=cfg.rcps, max_seq_len=cfg.seq_len)
         torch.manual_seed(cfg.seed)
         self.model = CaduceusForMaskedLM(mcfg, backend=cfg.backend).to(self.device)
-        self.opt = torch.optim.AdamW(param_groups(self.model, cfg.weight_decay), lr=cfg.lr, betas=cfg.betas,
-                                     fused=self.device.type == "cuda")
+        self.opt = torch.optim.AdamW(
+            param_groups(self.model, cfg.weight_decay), lr=cfg.lr, betas=cfg.betas, fused=self.device.type == "cuda"
+        )
         self.step = 0
         self.total_steps = cfg.steps
         self.tokens_seen = 0
         self.wall = 0.0
         if cfg.resume:
             self._resume()
-        self.ddp = (torch.nn.parallel.DistributedDataParallel(self.model, device_ids=[self.device.index] if self.device.type == "cuda" else None)
-                    if self.world > 1 else None)
+        self.ddp = (
+            torch.nn.parallel.DistributedDataParallel(
+                self.model, device_ids=[self.device.index] if self.device.type == "cuda" else None
+            )
+            if self.world > 1
+            else None
+        )
 
     # ---- checkpoints ----
     def _resume(self) -> None:
@@ -153,8 +163,18 @@ class Trainer:
         ck = self.out / "checkpoints" / f"step-{self.step:07d}"
         save_model(self.model, ck)
         tmp = ck / "training_state.pt.tmp"
-        torch.save({"optimizer": self.opt.state_dict(), "step": self.step, "tokens_seen": self.tokens_seen,
-                    "wall_s": self.wall, "total_steps": self.total_steps, "torch_rng": torch.get_rng_state(), "config": asdict(self.cfg)}, tmp)
+        torch.save(
+            {
+                "optimizer": self.opt.state_dict(),
+                "step": self.step,
+                "tokens_seen": self.tokens_seen,
+                "wall_s": self.wall,
+                "total_steps": self.total_steps,
+                "torch_rng": torch.get_rng_state(),
+                "config": asdict(self.cfg),
+            },
+            tmp,
+        )
         tmp.replace(ck / "training_state.pt")
         log.info("checkpoint %s", ck)
         return ck
@@ -168,7 +188,9 @@ class Trainer:
         if rc_aug:  # Ph: reverse-complement augmentation with p = 0.5 per sequence
             flip = torch.rand(ids.shape[0], generator=gen) < 0.5
             inputs[flip] = reverse_complement_ids(inputs[flip])
-            labels[flip] = torch.where(labels[flip] == IGNORE, labels[flip], reverse_complement_ids(labels[flip].clamp(min=0)))
+            labels[flip] = torch.where(
+                labels[flip] == IGNORE, labels[flip], reverse_complement_ids(labels[flip].clamp(min=0))
+            )
         inputs, labels = inputs.to(self.device, non_blocking=True), labels.to(self.device, non_blocking=True)
         with self._autocast():
             logits = model(inputs).logits
@@ -192,7 +214,12 @@ class Trainer:
             tot_n += n
         self.model.train()
         ce = tot_loss / max(1, tot_n)
-        return {"val_loss": ce, "val_acc": tot_correct / max(1, tot_n), "val_ppl": float(np.exp(ce)), "val_tokens": tot_n}
+        return {
+            "val_loss": ce,
+            "val_acc": tot_correct / max(1, tot_n),
+            "val_ppl": float(np.exp(ce)),
+            "val_tokens": tot_n,
+        }
 
     def train(self) -> dict:
         cfg = self.cfg
@@ -230,19 +257,38 @@ class Trainer:
                 step_tokens = cfg.batch_size * cfg.seq_len * self.accum * self.world
                 self.tokens_seen += step_tokens
                 self.step += 1
-                last = {"step": self.step, "loss": loss_sum, "acc": correct / max(1, n_tok), "lr": lr,
-                        "grad_norm": float(gnorm), "tokens_per_s": step_tokens / dt, "tokens": self.tokens_seen}
+                last = {
+                    "step": self.step,
+                    "loss": loss_sum,
+                    "acc": correct / max(1, n_tok),
+                    "lr": lr,
+                    "grad_norm": float(gnorm),
+                    "tokens_per_s": step_tokens / dt,
+                    "tokens": self.tokens_seen,
+                }
                 if cfg.time_budget_s and self.step == 10:
                     per_step = self.wall / 10
                     self.total_steps = max(11, min(cfg.steps, int(cfg.time_budget_s / per_step)))
-                    log.info("time budget %.0f s at %.3f s/step: training %d steps", cfg.time_budget_s, per_step, self.total_steps)
+                    log.info(
+                        "time budget %.0f s at %.3f s/step: training %d steps",
+                        cfg.time_budget_s,
+                        per_step,
+                        self.total_steps,
+                    )
                 if self.step % cfg.eval_every == 0 or self.step == self.total_steps:
                     last.update(self.evaluate())
                 if self.rank == 0 and (self.step % cfg.log_every == 0 or "val_loss" in last or self.step == 1):
                     with open(metrics_path, "a") as fh:
                         fh.write(json.dumps(last) + "\n")
-                    log.info("step %d loss %.4f acc %.3f lr %.2e %.0f tok/s%s", self.step, last["loss"], last["acc"],
-                             lr, last["tokens_per_s"], f" val_loss {last['val_loss']:.4f}" if "val_loss" in last else "")
+                    log.info(
+                        "step %d loss %.4f acc %.3f lr %.2e %.0f tok/s%s",
+                        self.step,
+                        last["loss"],
+                        last["acc"],
+                        lr,
+                        last["tokens_per_s"],
+                        f" val_loss {last['val_loss']:.4f}" if "val_loss" in last else "",
+                    )
                 if self.step % cfg.save_every == 0 and self.step < self.total_steps:
                     self.save_checkpoint()
                 if _Stop.requested:
@@ -252,9 +298,15 @@ class Trainer:
             self.save_checkpoint()
             if self.rank == 0:
                 save_model(self.model, self.out / "model")
-                summary = {"steps": self.step, "tokens": self.tokens_seen, "wall_s": self.wall, "world_size": self.world,
-                           "device": torch.cuda.get_device_name() if self.device.type == "cuda" else "cpu",
-                           "final": last, "config": asdict(cfg)}
+                summary = {
+                    "steps": self.step,
+                    "tokens": self.tokens_seen,
+                    "wall_s": self.wall,
+                    "world_size": self.world,
+                    "device": torch.cuda.get_device_name() if self.device.type == "cuda" else "cpu",
+                    "final": last,
+                    "config": asdict(cfg),
+                }
                 (self.out / "summary.json").write_text(json.dumps(summary, indent=2))
             return last
         finally:
@@ -262,10 +314,26 @@ class Trainer:
                 signal.signal(signal.SIGTERM, old)
 
 
-def pretrain(cfg: PretrainConfig) -> dict:
+@dataclass(frozen=True)
+class PretrainResult:
+    """Where a pretraining run stopped: its last metrics, and the model folder when it finished."""
+
+    step: int
+    loss: float
+    val_loss: float | None
+    stopped: bool  # SIGTERM: checkpointed before the last step; --resume continues
+    model_dir: str | None
+    metrics: dict
+
+
+def pretrain(cfg: PretrainConfig) -> PretrainResult:
     """Run (or resume) pretraining; returns the last metrics."""
-    result = Trainer(cfg).train()
+    last = Trainer(cfg).train()
     if dist.is_initialized():
         dist.barrier()
         dist.destroy_process_group()
-    return result
+    stopped = bool(last.get("stopped"))
+    model_dir = None if stopped else str(Path(cfg.out_dir) / "model")
+    return PretrainResult(
+        int(last.get("step", 0)), float(last.get("loss", float("nan"))), last.get("val_loss"), stopped, model_dir, last
+    )

@@ -25,55 +25,76 @@ from pathlib import Path
 
 import numpy as np
 
-from caduceus_cli.embed_io import META_KEY, ParquetSink, read_embeddings
-from caduceus_cli.embedding import EmbeddedRows, Embedder, EmbedOptions, load_table
-from caduceus_cli.errors import InputFileError, OptionError, ProbeError
-from caduceus_cli.evaluation import evaluate, plot_roc
-from caduceus_cli.probe import ProbeOptions, fit_probe
+from caduceus_cli.choices import FinetuneMethod, Pool, Split, choice
+from caduceus_cli.errors import InputFileError, OptionError, ProbeError, TableError
+from caduceus_cli.inference.runtime import Runtime
+from caduceus_cli.inference.spec import spec_for
+from caduceus_cli.io.embeddings import ParquetSink, is_embedding_file
+from caduceus_cli.pipelines.embed import EmbedOptions, embed_table, load_table, read_embeddings
+from caduceus_cli.probe.evaluation import evaluate, plot_roc
+from caduceus_cli.probe.model import ProbeOptions, fit_probe
 
 log = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True)
 class FinetuneOptions:
-    method: str = "probe"
-    split: str = "chrom"  # chrom | cv
+    method: FinetuneMethod | str = FinetuneMethod.PROBE
+    split: Split | str = Split.CHROM
     test_chroms: tuple[str, ...] = ("9", "10")
     folds: int = 5
     bootstrap: int = 1000
     probe: ProbeOptions = field(default_factory=ProbeOptions)
 
 
-def is_embedding_file(path: str) -> bool:
-    if not path.lower().endswith((".parquet", ".pq")):
-        return False
-    import pyarrow.parquet as pq
+@dataclass(frozen=True)
+class ProbeReport:
+    """What ``finetune_probe`` measured and wrote (``to_dict`` is report.json)."""
 
-    try:
-        return META_KEY in (pq.read_schema(path).metadata or {})
-    except OSError:
-        return False
+    metrics: dict
+    n_rows: int
+    n_dropped: int
+    n_test: int
+    chosen_c: list[float]
+    options: dict
+    embedding: dict
+    probe: str
+    files: list[str]
+
+    def to_dict(self) -> dict:
+        return asdict(self)
 
 
 def _norm_chrom(c: str) -> str:
     return str(c).removeprefix("chr")
 
 
-def finetune(input_path: str, out_dir: str, model_source: str | None = None, ref: str | None = None,
-             embed_opts: EmbedOptions = EmbedOptions(), opts: FinetuneOptions = FinetuneOptions(),
-             progress: Callable[[int], None] | None = None) -> dict:
+def finetune_probe(
+    input_path: str,
+    out_dir: str,
+    model: str | None = None,
+    ref: str | None = None,
+    embed_opts: EmbedOptions = EmbedOptions(),
+    opts: FinetuneOptions = FinetuneOptions(),
+    progress: Callable[[int], None] | None = None,
+) -> ProbeReport:
     """Run ``finetune --method probe``; returns the report (also written to ``out_dir``)."""
-    if opts.method != "probe":
-        raise OptionError(f"--method {opts.method}: this version fits probes on frozen embeddings (--method probe); "
-                          "full fine-tuning is on the roadmap")
+    method = choice(FinetuneMethod, opts.method, "--method")
+    split = choice(Split, opts.split, "--split")
+    if method != FinetuneMethod.PROBE:
+        raise OptionError(
+            f"--method {method}: this version fits probes on frozen embeddings (--method probe); "
+            "full fine-tuning is on the roadmap"
+        )
     if not Path(input_path).exists():
         raise InputFileError(f"{input_path}: no such labelled table or embeddings file")
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
-    cols, X, spec = _features(input_path, out, model_source, ref, embed_opts, progress)
+    cols, X, spec = _features(input_path, out, model, ref, embed_opts, progress)
     if "label" not in cols:
-        raise ProbeError(f"{input_path}: no label column; embed a labelled table (columns chromosome, position, "
-                         "ref, alt, label)")
+        raise TableError(
+            f"{input_path}: no label column; embed a labelled table (columns chromosome, position, ref, alt, label)"
+        )
     keep = ~np.isnan(X).any(axis=1) & np.array(["N_IN_WINDOW" not in (f or "") for f in cols["flag"]])
     dropped = int((~keep).sum())
     if dropped:
@@ -83,56 +104,79 @@ def finetune(input_path: str, out_dir: str, model_source: str | None = None, ref
     X = X[rows]
     chroms = np.array([_norm_chrom(cols["chrom"][i]) for i in rows])
     tissue = [cols["tissue"][i] for i in rows] if "tissue" in cols and opts.probe.use_tissue else None
-    dist = (np.array([np.nan if cols["distance_to_nearest_tss"][i] is None else cols["distance_to_nearest_tss"][i]
-                      for i in rows], np.float64) if "distance_to_nearest_tss" in cols else None)
-    if opts.split == "chrom":
+    dist = (
+        np.array(
+            [
+                np.nan if cols["distance_to_nearest_tss"][i] is None else cols["distance_to_nearest_tss"][i]
+                for i in rows
+            ],
+            np.float64,
+        )
+        if "distance_to_nearest_tss" in cols
+        else None
+    )
+    if split == Split.CHROM:
         test = np.isin(chroms, [_norm_chrom(c) for c in opts.test_chroms])
         if not test.any() or test.all():
             have = ", ".join(sorted(set(chroms.tolist())))
-            raise ProbeError(f"{input_path}: --test-chroms {','.join(opts.test_chroms)} leaves "
-                             f"{'no test' if not test.any() else 'no training'} rows (chromosomes present: {have}); "
-                             "pick other --test-chroms or use --split cv")
+            raise ProbeError(
+                f"{input_path}: --test-chroms {','.join(opts.test_chroms)} leaves "
+                f"{'no test' if not test.any() else 'no training'} rows (chromosomes present: {have}); "
+                "pick other --test-chroms or use --split cv"
+            )
         probe = fit_probe(X[~test], y[~test], chroms[~test], spec, opts.probe, _sub(tissue, ~test))
         score = probe.decision(X[test], _sub(tissue, test))
         per_seed = [_auroc(y[test], d) for d in probe.decision_per_seed(X[test], _sub(tissue, test))]
         test_idx = np.flatnonzero(test)
-    elif opts.split == "cv":
+    else:
         score, per_seed = _cross_validate(X, y, chroms, [cols["pos"][i] for i in rows], tissue, spec, opts)
         probe = fit_probe(X, y, chroms, spec, opts.probe, tissue)
         test_idx = np.arange(len(y))
-    else:
-        raise OptionError(f"--split {opts.split}: expected chrom or cv")
     yt = y[test_idx]
     dt = dist[test_idx] if dist is not None else None
     metrics = evaluate(yt, score, dt, opts.bootstrap)
-    metrics["per_seed_auroc" if opts.split == "chrom" else "per_fold_auroc"] = per_seed
-    probe.info |= {"table": str(input_path), "split": opts.split, "test_chroms": list(opts.test_chroms)}
+    metrics["per_seed_auroc" if split == Split.CHROM else "per_fold_auroc"] = per_seed
+    probe.info |= {"table": str(input_path), "split": split.value, "test_chroms": list(opts.test_chroms)}
     probe.save(out / "probe.joblib")
-    plot_roc(yt, score, dt, str(out / "roc.png"), f"{spec.model.split('/')[-1]} probe ({opts.split} split)")
+    plot_roc(yt, score, dt, str(out / "roc.png"), f"{spec.model.split('/')[-1]} probe ({split.value} split)")
     _write_predictions(out / "predictions.tsv", cols, rows[test_idx], yt, score)
-    report = {"metrics": metrics, "n_rows": len(keep), "n_dropped": dropped, "n_test": int(len(yt)),
-              "chosen_c": probe.chosen_c, "options": _jsonable(asdict(opts)), "embedding": spec.to_dict(),
-              "probe": str(out / "probe.joblib"), "files": sorted(p.name for p in out.iterdir())}
+    report = ProbeReport(
+        metrics,
+        len(keep),
+        dropped,
+        int(len(yt)),
+        probe.chosen_c,
+        _jsonable(asdict(opts)),
+        spec.to_dict(),
+        str(out / "probe.joblib"),
+        sorted(p.name for p in out.iterdir()),
+    )
     (out / "metrics.json").write_text(json.dumps(metrics, indent=2) + "\n")
-    (out / "report.json").write_text(json.dumps(report, indent=2) + "\n")
+    (out / "report.json").write_text(json.dumps(report.to_dict(), indent=2) + "\n")
     return report
 
 
-def _features(input_path: str, out: Path, model_source, ref, embed_opts: EmbedOptions, progress):
+def _features(input_path: str, out: Path, model, ref, embed_opts: EmbedOptions, progress):
     if is_embedding_file(input_path):
         cols, X, spec = read_embeddings(input_path)
         if spec.kind != "variant":
             raise ProbeError(f"{input_path}: holds {spec.kind} embeddings; the probe needs variant embeddings")
         return cols, X, spec
     table = load_table(input_path, embed_opts, need_label=True)
-    embedder = Embedder(model_source, embed_opts, ref)
-    try:
-        rows = embedder.embed_table(table, progress)
-        spec = embedder.spec("variant", "centre")
-    finally:
-        embedder.close()
-    sink = ParquetSink(str(out / "embeddings.parquet"), spec)
-    sink.write(EmbeddedRows(rows.columns, rows.embedding))
+    with Runtime(model, embed_opts, ref) as rt:
+        spec = spec_for(
+            rt.model,
+            rt.model_sha256,
+            "variant",
+            window=embed_opts.window,
+            flank=embed_opts.flank,
+            pool=Pool.CENTRE,
+            layer=embed_opts.layer,
+            rc_mode=embed_opts.rc_mode,
+        )
+        rows = embed_table(rt, table, spec, embed_opts, progress)
+    sink = ParquetSink(str(out / "embeddings.parquet"), spec.to_dict())
+    sink.write(rows)
     sink.close(True)
     return rows.columns, rows.embedding, spec
 

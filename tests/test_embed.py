@@ -6,13 +6,14 @@ import pysam
 import pytest
 import torch
 
-from caduceus_cli.embed_io import embed, index_path, read_embeddings
-from caduceus_cli.embedding import EmbedOptions, tiles
 from caduceus_cli.errors import InputFileError, OptionError
+from caduceus_cli.inference.engine import WindowEngine
+from caduceus_cli.inference.tiling import tiles
+from caduceus_cli.io.embeddings import index_path
+from caduceus_cli.io.vcf import VariantReader
 from caduceus_cli.model.loading import load_model
+from caduceus_cli.pipelines.embed import EmbedOptions, embed, read_embeddings
 from caduceus_cli.tokenizer import encode
-from caduceus_cli.variants import VariantReader
-from caduceus_cli.windows import WindowModel
 from tests.conftest import DATA, GOLDEN, mirrored_snvs
 
 PS = str(GOLDEN / "caduceus_ps_d64_n2")
@@ -53,13 +54,18 @@ def test_variant_embedding_identical_on_both_strands(model, slice_seq, tmp_path)
 
 def test_vcf_rows_per_alt_in_order_with_flags(tmp_path):
     out = tmp_path / "v.parquet"
-    summary = embed(str(DATA / "chr20_vt_indels.vcf.gz"), str(out), PS, str(DATA / "chr20_slices.fa.gz"),
-                    EmbedOptions(window=256, flank=40, chunk=64))
+    summary = embed(
+        str(DATA / "chr20_vt_indels.vcf.gz"),
+        str(out),
+        PS,
+        str(DATA / "chr20_slices.fa.gz"),
+        EmbedOptions(window=256, flank=40, chunk_sites=64),
+    )
     cols, X, spec = read_embeddings(str(out))
     reader = VariantReader(str(DATA / "chr20_vt_indels.vcf.gz"))  # plain gzip: read as a stream
-    expected = [(r.pos, a) for r in reader.records() for a in (r.alts or (None,))]
+    expected = [(v.pos1, a) for v, _ in reader for a in (v.alts or (None,))]
     reader.close()
-    assert list(zip(cols["pos"], cols["alt"], strict=True)) == expected == expected[: summary["rows"]]
+    assert list(zip(cols["pos"], cols["alt"], strict=True)) == expected == expected[: summary.rows]
     assert spec.kind == "variant" and spec.dim == 2 * 64 and X.shape == (len(expected), 128)
     flagged = [i for i, f in enumerate(cols["flag"]) if f and ("REF_MISMATCH" in f or "SYMBOLIC" in f)]
     assert all(np.isnan(X[i]).all() for i in flagged)
@@ -83,7 +89,7 @@ def test_sequence_pooling_and_per_token_outputs(slice_seq, tmp_path):
     for i, (off, n) in enumerate(zip(index["offset"], index["length"], strict=True)):
         np.testing.assert_allclose(means[i], tok[off : off + n].mean(0), rtol=1e-5, atol=1e-6)
     # per-token features equal a direct forward of the window that covers them
-    engine = WindowModel(load_model(PS), torch.device("cpu"))
+    engine = WindowEngine(load_model(PS), torch.device("cpu"))
     long_seq = seqs["long"]
     with torch.inference_mode():
         direct = engine.token_features(torch.from_numpy(encode(long_seq[444:700]))[None])[0].numpy()  # last tile
@@ -107,8 +113,9 @@ def test_bed_regions_match_fasta_of_the_same_sequence(tmp_path):
     opts = EmbedOptions(window=256, layer=1)
     embed(str(bed), str(tmp_path / "bed.parquet"), PH, ref, opts)
     with pysam.FastaFile(ref) as fa:
-        (tmp_path / "r.fa").write_text(f">promA\n{fa.fetch('22', 20100000, 20100300)}\n"
-                                       f">x\n{fa.fetch('22', 20200000, 20200150)}\n")
+        (tmp_path / "r.fa").write_text(
+            f">promA\n{fa.fetch('22', 20100000, 20100300)}\n>x\n{fa.fetch('22', 20200000, 20200150)}\n"
+        )
     embed(str(tmp_path / "r.fa"), str(tmp_path / "fa.parquet"), PH, None, opts)
     cols, xb, spec = read_embeddings(str(tmp_path / "bed.parquet"))
     _, xf, _ = read_embeddings(str(tmp_path / "fa.parquet"))
@@ -129,8 +136,13 @@ def test_embed_option_errors(tmp_path):
     with pytest.raises(OptionError, match="--rc-mode sideways"):
         embed(str(fa), str(tmp_path / "o.parquet"), PS, None, EmbedOptions(window=64, rc_mode="sideways"))
     with pytest.raises(OptionError, match="--pool none is for sequences"):
-        embed(str(DATA / "chr20_vt_indels.vcf.gz"), str(tmp_path / "o.npy"), PS, str(DATA / "chr20_slices.fa.gz"),
-              EmbedOptions(pool="none"))
+        embed(
+            str(DATA / "chr20_vt_indels.vcf.gz"),
+            str(tmp_path / "o.npy"),
+            PS,
+            str(DATA / "chr20_slices.fa.gz"),
+            EmbedOptions(pool="none"),
+        )
     with pytest.raises(InputFileError, match="need the reference genome"):
         embed(str(DATA / "chr20_vt_indels.vcf.gz"), str(tmp_path / "o.parquet"), PS, None, EmbedOptions(window=64))
     with pytest.raises(OptionError, match=r"\.npy \(streamed\) or \.safetensors"):

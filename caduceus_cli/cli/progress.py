@@ -11,6 +11,7 @@ from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
 
 log = logging.getLogger("caduceus")
+err_console = Console(stderr=True)  # everything the CLI says goes to stderr; stdout is for data
 
 
 @contextlib.contextmanager
@@ -18,13 +19,19 @@ def progress_reporter(
     what: str, total: int | None, quiet: bool = False, console: Console | None = None, every_s: float = 30.0
 ) -> Iterator[Callable[[int], None]]:
     """Yield ``advance(n)``; renders according to the terminal and ``quiet``."""
-    console = console or Console(stderr=True)
+    console = console or err_console
     if quiet:
         yield lambda n: None
         return
     if console.is_terminal:
-        cols = [TextColumn(f"[bold]{what}"), BarColumn(), MofNCompleteColumn(),
-                TextColumn("{task.fields[rate]}"), TimeElapsedColumn(), TimeRemainingColumn()]
+        cols = [
+            TextColumn(f"[bold]{what}"),
+            BarColumn(),
+            MofNCompleteColumn(),
+            TextColumn("{task.fields[rate]}"),
+            TimeElapsedColumn(),
+            TimeRemainingColumn(),
+        ]
         with Progress(*cols, console=console, transient=False) as prog:
             task = prog.add_task(what, total=total, rate="")
             t0 = time.monotonic()

@@ -25,8 +25,14 @@ def binary_metrics(y: np.ndarray, score: np.ndarray, n_boot: int = 1000, seed: i
 
     y = np.asarray(y).astype(int)
     score = np.asarray(score, np.float64)
-    out: dict = {"n": int(len(y)), "n_pos": int(y.sum()), "auroc": None, "auprc": None,
-                 "auroc_ci": None, "auprc_ci": None}
+    out: dict = {
+        "n": int(len(y)),
+        "n_pos": int(y.sum()),
+        "auroc": None,
+        "auprc": None,
+        "auroc_ci": None,
+        "auprc_ci": None,
+    }
     if len(y) == 0 or y.min() == y.max():
         return out
     out["auroc"] = float(roc_auc_score(y, score))
@@ -47,14 +53,16 @@ def binary_metrics(y: np.ndarray, score: np.ndarray, n_boot: int = 1000, seed: i
     return out
 
 
-def evaluate(y: np.ndarray, score: np.ndarray, distance: np.ndarray | None = None, n_boot: int = 1000,
-             seed: int = 0) -> dict:
+def evaluate(
+    y: np.ndarray, score: np.ndarray, distance: np.ndarray | None = None, n_boot: int = 1000, seed: int = 0
+) -> dict:
     """Overall metrics at the top level (``auroc``, ``auprc``, ...) and ``buckets`` when distances exist."""
     result = binary_metrics(y, score, n_boot, seed)
     result["chance_auprc"] = float(np.mean(y)) if len(y) else None
     if distance is not None:
-        result["buckets"] = {name: binary_metrics(y[m], score[m], n_boot, seed)
-                             for name, m in bucket_masks(distance).items()}
+        result["buckets"] = {
+            name: binary_metrics(y[m], score[m], n_boot, seed) for name, m in bucket_masks(distance).items()
+        }
     return result
 
 
@@ -74,8 +82,12 @@ def plot_roc(y: np.ndarray, score: np.ndarray, distance: np.ndarray | None, path
         if m.sum() == 0 or y[m].min() == y[m].max():
             continue
         fpr, tpr, _ = roc_curve(y[m], score[m])
-        ax.plot(fpr, tpr, lw=2 if name == "all" else 1.2,
-                label=f"{name} (AUROC {roc_auc_score(y[m], score[m]):.3f}, n={int(m.sum())})")
+        ax.plot(
+            fpr,
+            tpr,
+            lw=2 if name == "all" else 1.2,
+            label=f"{name} (AUROC {roc_auc_score(y[m], score[m]):.3f}, n={int(m.sum())})",
+        )
     ax.plot([0, 1], [0, 1], "k--", lw=0.8, label="chance")
     ax.set(xlabel="false positive rate", ylabel="true positive rate", title=title, xlim=(0, 1), ylim=(0, 1))
     ax.legend(loc="lower right", fontsize=8)

@@ -15,8 +15,8 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
-from caduceus_cli.coords import Interval0
 from caduceus_cli.errors import InputFileError
+from caduceus_cli.io.coords import Interval0
 
 log = logging.getLogger(__name__)
 
@@ -44,7 +44,9 @@ def read_rename_table(path: str | os.PathLike) -> dict[str, str]:
             continue
         parts = line.split()
         if len(parts) != 2:
-            raise InputFileError(f"{path}:{i}: expected two columns (variant contig, reference contig), got {len(parts)}")
+            raise InputFileError(
+                f"{path}:{i}: expected two columns (variant contig, reference contig), got {len(parts)}"
+            )
         table[parts[0]] = parts[1]
     return table
 
@@ -80,6 +82,10 @@ class Reference:
 
     def close(self) -> None:
         self._fasta.close()
+
+    def describe(self) -> str:
+        """The FASTA's file name, as messages name it."""
+        return self.path.name
 
     def resolve(self, chrom: str) -> str | None:
         """The reference name of a variant contig, or None if the reference lacks it."""
@@ -135,7 +141,9 @@ def iter_fasta(path: str) -> Iterator[tuple[str, str]]:
     if path.endswith(".gz"):
         with gzip.open(path, "rb") as fh:
             head = fh.read(1)
-        raise InputFileError(f"{path}: compressed FASTA needs pysam here; decompress it first (gzip -dc)" if head else f"{path}: empty")
+        raise InputFileError(
+            f"{path}: compressed FASTA needs pysam here; decompress it first (gzip -dc)" if head else f"{path}: empty"
+        )
     fa = pyfaidx.Fasta(path, as_raw=True, sequence_always_upper=False, rebuild=False)
     for name in fa.keys():
         yield name, fa[name][:]

@@ -23,8 +23,9 @@ from pathlib import Path
 import numpy as np
 
 from caduceus_cli import __version__
-from caduceus_cli.embedding import EmbeddingSpec
+from caduceus_cli.choices import Classifier, choice
 from caduceus_cli.errors import ProbeError
+from caduceus_cli.inference.spec import EmbeddingSpec
 
 log = logging.getLogger(__name__)
 
@@ -34,7 +35,7 @@ C_GRIDS = {"svm": (1.0, 5.0, 10.0), "logreg": (0.01, 0.1, 1.0, 10.0)}
 
 @dataclass(frozen=True)
 class ProbeOptions:
-    classifier: str = "svm"  # svm | logreg
+    classifier: Classifier | str = Classifier.SVM
     c_grid: tuple[float, ...] | None = None  # default: C_GRIDS[classifier]
     seeds: int = 5
     train_rows: int = 5000
@@ -59,13 +60,16 @@ class Probe:
         if self.tissues is None:
             return X
         if tissue is None:
-            raise ProbeError(f"this probe was trained with tissue as a feature; give the tissue "
-                             f"(--tissue, one of: {', '.join(self.tissues)})")
+            raise ProbeError(
+                f"this probe was trained with tissue as a feature; give the tissue "
+                f"(--tissue, one of: {', '.join(self.tissues)})"
+            )
         codes = {t: i for i, t in enumerate(self.tissues)}
         unknown = sorted({str(t) for t in tissue} - set(codes))
         if unknown:
-            raise ProbeError(f"tissue {unknown[0]!r} was not in the probe's training data "
-                             f"(known: {', '.join(self.tissues)})")
+            raise ProbeError(
+                f"tissue {unknown[0]!r} was not in the probe's training data (known: {', '.join(self.tissues)})"
+            )
         return np.column_stack([X, np.array([codes[str(t)] for t in tissue], np.float32)])  # (n, dim + 1)
 
     def decision_per_seed(self, X: np.ndarray, tissue: list | None = None) -> list[np.ndarray]:
@@ -85,16 +89,28 @@ class Probe:
     def check_spec(self, spec: EmbeddingSpec, what: str) -> None:
         diffs = self.spec.mismatch(spec)
         if diffs:
-            raise ProbeError(f"the probe was trained on different features than {what} ({'; '.join(diffs)}); "
-                             f"use the probe's model ({self.spec.model}) and window ({self.spec.window} bp), "
-                             "or train a new probe")
+            raise ProbeError(
+                f"the probe was trained on different features than {what} ({'; '.join(diffs)}); "
+                f"use the probe's model ({self.spec.model}) and window ({self.spec.window} bp), "
+                "or train a new probe"
+            )
 
     def save(self, path: str | Path) -> None:
         import joblib
 
-        joblib.dump({"format": PROBE_FORMAT, "version": __version__, "spec": self.spec.to_dict(),
-                     "classifier": self.classifier, "estimators": self.estimators, "chosen_c": self.chosen_c,
-                     "tissues": self.tissues, "info": self.info}, path)
+        joblib.dump(
+            {
+                "format": PROBE_FORMAT,
+                "version": __version__,
+                "spec": self.spec.to_dict(),
+                "classifier": self.classifier,
+                "estimators": self.estimators,
+                "chosen_c": self.chosen_c,
+                "tissues": self.tissues,
+                "info": self.info,
+            },
+            path,
+        )
 
     @classmethod
     def load(cls, path: str | Path) -> Probe:
@@ -108,11 +124,17 @@ class Probe:
             raise ProbeError(f"{path}: not a readable probe file ({type(exc).__name__})") from exc
         if not isinstance(d, dict) or d.get("format") != PROBE_FORMAT:
             raise ProbeError(f"{path}: not a caduceus probe (expected format {PROBE_FORMAT})")
-        return cls(EmbeddingSpec.from_dict(d["spec"]), d["classifier"], d["estimators"], d["chosen_c"],
-                   tuple(d["tissues"]) if d["tissues"] is not None else None, d.get("info", {}))
+        return cls(
+            EmbeddingSpec.from_dict(d["spec"]),
+            d["classifier"],
+            d["estimators"],
+            d["chosen_c"],
+            tuple(d["tissues"]) if d["tissues"] is not None else None,
+            d.get("info", {}),
+        )
 
 
-def _pipeline(classifier: str, C: float, seed: int, calibrated: bool):
+def _pipeline(classifier: Classifier, C: float, seed: int, calibrated: bool):
     """StandardScaler + classifier; ``calibrated`` wraps an SVC in Platt scaling (sigmoid on CV decisions)."""
     from sklearn.calibration import CalibratedClassifierCV
     from sklearn.linear_model import LogisticRegression
@@ -121,15 +143,13 @@ def _pipeline(classifier: str, C: float, seed: int, calibrated: bool):
     from sklearn.preprocessing import StandardScaler
     from sklearn.svm import SVC
 
-    if classifier == "svm":
+    if classifier == Classifier.SVM:
         pipe = Pipeline([("scale", StandardScaler()), ("clf", SVC(kernel="rbf", C=C, random_state=seed))])
         if calibrated:
             cv = StratifiedKFold(n_splits=3, shuffle=True, random_state=seed)
             return CalibratedClassifierCV(pipe, method="sigmoid", cv=cv, ensemble=False)
         return pipe
-    if classifier == "logreg":
-        return Pipeline([("scale", StandardScaler()), ("clf", LogisticRegression(C=C, max_iter=5000))])
-    raise ProbeError(f"--classifier {classifier}: expected svm or logreg")
+    return Pipeline([("scale", StandardScaler()), ("clf", LogisticRegression(C=C, max_iter=5000))])
 
 
 def _scoring_pipeline(est):
@@ -137,15 +157,21 @@ def _scoring_pipeline(est):
     return est.calibrated_classifiers_[0].estimator if hasattr(est, "calibrated_classifiers_") else est
 
 
-def fit_probe(X: np.ndarray, y: np.ndarray, groups: np.ndarray, spec: EmbeddingSpec, opts: ProbeOptions,
-              tissue: list | None = None) -> Probe:
+def fit_probe(
+    X: np.ndarray,
+    y: np.ndarray,
+    groups: np.ndarray,
+    spec: EmbeddingSpec,
+    opts: ProbeOptions,
+    tissue: list | None = None,
+) -> Probe:
     """Fit one probe per seed (C by inner grouped CV on AUROC, then refit with probabilities)."""
     from sklearn.model_selection import GridSearchCV, GroupKFold, StratifiedKFold
 
-    grid = list(opts.c_grid or C_GRIDS.get(opts.classifier, ()))
-    _pipeline(opts.classifier, 1.0, 0, False)  # validates the classifier name
+    classifier = choice(Classifier, opts.classifier, "--classifier")
+    grid = list(opts.c_grid or C_GRIDS[classifier.value])
     tissues = tuple(sorted({str(t) for t in tissue})) if tissue is not None and opts.use_tissue else None
-    probe = Probe(spec, opts.classifier, [], [], tissues)
+    probe = Probe(spec, classifier.value, [], [], tissues)
     D = probe.design(X, tissue if tissues else None)  # (n, dim [+1])
     n = len(y)
     _check_classes(y, opts.inner_folds, "training")
@@ -159,68 +185,28 @@ def fit_probe(X: np.ndarray, y: np.ndarray, groups: np.ndarray, spec: EmbeddingS
             cv = GroupKFold(n_splits=opts.inner_folds)
         else:
             cv = StratifiedKFold(n_splits=opts.inner_folds, shuffle=True, random_state=seed)
-        search = GridSearchCV(_pipeline(opts.classifier, 1.0, seed, False), {"clf__C": grid}, scoring="roc_auc",
-                              cv=cv, refit=False, n_jobs=1)
+        search = GridSearchCV(
+            _pipeline(classifier, 1.0, seed, False), {"clf__C": grid}, scoring="roc_auc", cv=cv, refit=False, n_jobs=1
+        )
         search.fit(Ds, ys, **({"groups": gs} if grouped else {}))
         C = float(search.best_params_["clf__C"])
-        probe.estimators.append(_pipeline(opts.classifier, C, seed, True).fit(Ds, ys))
+        probe.estimators.append(_pipeline(classifier, C, seed, True).fit(Ds, ys))
         probe.chosen_c.append(C)
         log.info("probe seed %d: %d rows, C=%g (inner CV AUROC %.3f)", seed, len(idx), C, search.best_score_)
-    probe.info = {"n_train": int(n), "n_train_pos": int(y.sum()), "train_rows_per_seed": int(min(n, opts.train_rows)),
-                  "c_grid": grid, "seeds": opts.seeds}
+    probe.info = {
+        "n_train": int(n),
+        "n_train_pos": int(y.sum()),
+        "train_rows_per_seed": int(min(n, opts.train_rows)),
+        "c_grid": grid,
+        "seeds": opts.seeds,
+    }
     return probe
 
 
 def _check_classes(y: np.ndarray, folds: int, what: str) -> None:
     counts = np.bincount(y.astype(int), minlength=2)
     if counts.min() < folds:
-        raise ProbeError(f"the {what} rows have {counts[1]} positive and {counts[0]} negative labels; "
-                         f"the probe needs at least {folds} of each (more data, or other --test-chroms)")
-
-
-class SiteProbe:
-    """A probe applied inside score-vcf: the options it needs, then CAD_PROB per ALT of each site."""
-
-    def __init__(self, probe: Probe, tissue: str | None) -> None:
-        self.probe = probe
-        self.tissue = tissue
-        if probe.tissues is not None and tissue is None:
-            raise ProbeError(f"this probe uses tissue as a feature: pass --tissue (one of {', '.join(probe.tissues)})")
-        if probe.tissues is not None:
-            probe.design(np.zeros((1, probe.spec.dim), np.float32), [tissue])  # unknown tissue: clear error now
-        if probe.spec.kind != "variant":
-            raise ProbeError("the probe was not trained on variant embeddings")
-
-    def adopt_options(self, opts, model):
-        """The scoring options with the probe's window and pooling; refuses a different model or window."""
-        from dataclasses import replace
-
-        from caduceus_cli.model.loading import weights_sha256
-        from caduceus_cli.windows import feature_dim
-
-        s = self.probe.spec
-        opts = replace(opts, window=opts.window or s.window, flank=s.flank if opts.flank is None else opts.flank,
-                       layer=s.layer, rc_mode=s.rc_mode)
-        dim = 2 * feature_dim(model.config, s.rc_mode)
-        mine = EmbeddingSpec("variant", model.source, weights_sha256(model.source_dir), opts.window, opts.flank,
-                             s.pool, opts.layer, opts.rc_mode, dim)
-        self.probe.check_spec(mine, f"model {model.source} with --window {opts.window} --flank {opts.flank}")
-        return opts
-
-    def predict_sites(self, plans: list) -> list[list]:
-        """Per site, per ALT: the probe's probability, or None where the ALT has no features."""
-        where, feats = [], []
-        for j, p in enumerate(plans):
-            for i in range(len(p.llr)):
-                f = p.variant_features(i)
-                if f is not None:
-                    where.append((j, i))
-                    feats.append(f)
-        out = [[None] * len(p.llr) for p in plans]
-        if feats:
-            tissue = [self.tissue] * len(feats) if self.probe.tissues is not None else None
-            prob = self.probe.probability(np.stack(feats), tissue)  # (n_alts_scored,)
-            for (j, i), value in zip(where, prob, strict=True):
-                out[j][i] = float(value)
-        return out
-
+        raise ProbeError(
+            f"the {what} rows have {counts[1]} positive and {counts[0]} negative labels; "
+            f"the probe needs at least {folds} of each (more data, or other --test-chroms)"
+        )

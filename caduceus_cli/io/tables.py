@@ -13,7 +13,8 @@ import logging
 from dataclasses import dataclass
 from pathlib import Path
 
-from caduceus_cli.errors import InputFileError, ProbeError
+from caduceus_cli.errors import InputFileError, TableError
+from caduceus_cli.io.variant import Variant
 
 log = logging.getLogger(__name__)
 
@@ -32,23 +33,12 @@ _TRUE = {"1", "true", "yes", "y", "t", "causal", "positive"}
 _FALSE = {"0", "false", "no", "n", "f", "non-causal", "negative"}
 
 
-@dataclass(frozen=True)
-class TableVariant:
-    """One row of a variant table, shaped like a VCF record for the scorer: ``pos`` is 1-based."""
-
-    chrom: str
-    pos: int
-    ref: str
-    alts: tuple[str, ...]
-    id: str | None = None
-
-
 @dataclass
 class VariantTable:
-    """Rows in file order: ``variants[i]`` and ``columns[name][i]`` (standard names after mapping)."""
+    """Rows in file order: ``variants[i]`` (its ``index`` is i) and ``columns[name][i]`` (standard names)."""
 
     path: str
-    variants: list[TableVariant]
+    variants: list[Variant]
     columns: dict[str, list]
 
     def __len__(self) -> int:
@@ -56,7 +46,7 @@ class VariantTable:
 
     def where(self, i: int) -> str:
         v = self.variants[i]
-        return f"{self.path}: row {i + 1} ({v.chrom}:{v.pos} {v.ref}>{v.alts[0]})"
+        return f"{self.path}: row {i + 1} ({v.chrom}:{v.pos1} {v.ref}>{v.alts[0]})"
 
 
 def parse_column_map(text: str | None) -> dict[str, str]:
@@ -65,7 +55,7 @@ def parse_column_map(text: str | None) -> dict[str, str]:
     for part in filter(None, (text or "").split(",")):
         std, sep, col = part.partition("=")
         if not sep or std.strip() not in REQUIRED + OPTIONAL:
-            raise ProbeError(
+            raise TableError(
                 f"--columns {part!r}: expected NAME=COLUMN with NAME one of {', '.join(REQUIRED + OPTIONAL)}"
             )
         out[std.strip()] = col.strip()
@@ -85,8 +75,9 @@ def table_format(path: str) -> str:
     raise InputFileError(f"{path}: unknown table type; use .csv, .tsv, .parquet or a VCF (optionally .gz)")
 
 
-def read_variant_table(path: str, column_map: dict[str, str] | None = None, label_field: str = "label",
-                       need_label: bool = True) -> VariantTable:
+def read_variant_table(
+    path: str, column_map: dict[str, str] | None = None, label_field: str = "label", need_label: bool = True
+) -> VariantTable:
     """Read and validate a variant table; errors name the file, the row and the fix."""
     if not Path(path).exists():
         raise InputFileError(f"{path}: no such variant table")
@@ -101,17 +92,18 @@ def read_variant_table(path: str, column_map: dict[str, str] | None = None, labe
         ref = str(raw[names["ref"]][i] or "").strip().upper()
         alt = str(raw[names["alt"]][i] or "").strip().upper()
         if not chrom or not ref or not alt:
-            raise ProbeError(f"{path}: row {i + 1}: empty chromosome, ref or alt")
+            raise TableError(f"{path}: row {i + 1}: empty chromosome, ref or alt")
         ident = raw["id"][i] if "id" in raw else None
-        variants.append(TableVariant(chrom, pos, ref, (alt,), str(ident) if ident not in (None, "") else None))
+        variants.append(Variant(chrom, pos, ref, (alt,), str(ident) if ident not in (None, "") else None, i))
     columns = {std: raw[col] for std, col in names.items() if std not in REQUIRED}
     mapped = set(names.values())
     columns.update({k: v for k, v in raw.items() if k not in mapped and k not in columns})
     if "label" in columns:
         columns["label"] = [_label(path, i, x) for i, x in enumerate(columns["label"])]
     if "distance_to_nearest_tss" in columns:
-        columns["distance_to_nearest_tss"] = [_number(path, i, x, "distance_to_nearest_tss")
-                                              for i, x in enumerate(columns["distance_to_nearest_tss"])]
+        columns["distance_to_nearest_tss"] = [
+            _number(path, i, x, "distance_to_nearest_tss") for i, x in enumerate(columns["distance_to_nearest_tss"])
+        ]
     log.info("%s: %d variants; columns %s", path, n, ", ".join(columns))
     return VariantTable(path, variants, columns)
 
@@ -128,9 +120,10 @@ def _read_arrow_columns(path: str, fmt: str) -> dict[str, list]:
             table = pacsv.read_csv(
                 path,
                 parse_options=pacsv.ParseOptions(delimiter="," if fmt == "csv" else "\t"),
-                convert_options=pacsv.ConvertOptions(strings_can_be_null=True,
-                                                     column_types={"chromosome": pa.string(), "ref": pa.string(),
-                                                                   "alt": pa.string()}),
+                convert_options=pacsv.ConvertOptions(
+                    strings_can_be_null=True,
+                    column_types={"chromosome": pa.string(), "ref": pa.string(), "alt": pa.string()},
+                ),
             )
     except (pa.ArrowInvalid, OSError) as exc:
         raise InputFileError(f"{path}: cannot read the {fmt} table ({str(exc).splitlines()[0]})") from exc
@@ -138,14 +131,14 @@ def _read_arrow_columns(path: str, fmt: str) -> dict[str, list]:
 
 
 def _read_vcf_columns(path: str, label_field: str) -> dict[str, list]:
-    from caduceus_cli.variants import VariantReader
+    from caduceus_cli.io.vcf import VariantReader  # pysam: only for VCF tables
 
     reader = VariantReader(path)
     cols: dict[str, list] = {k: [] for k in ("chromosome", "position", "ref", "alt", "id")}
     info_keys = [k for k in (label_field, "tissue", "distance_to_nearest_tss") if k in reader.header.info]
     extra: dict[str, list] = {k: [] for k in info_keys}
     try:
-        for rec in reader.records():
+        for _, rec in reader:
             for alt in rec.alts or ("",):
                 cols["chromosome"].append(rec.chrom)
                 cols["position"].append(rec.pos)
@@ -162,15 +155,18 @@ def _read_vcf_columns(path: str, label_field: str) -> dict[str, list]:
     return cols | extra
 
 
-def _resolve_columns(path: str, raw: dict[str, list], column_map: dict[str, str], need_label: bool,
-                     is_vcf: bool) -> dict[str, str]:
+def _resolve_columns(
+    path: str, raw: dict[str, list], column_map: dict[str, str], need_label: bool, is_vcf: bool
+) -> dict[str, str]:
     names: dict[str, str] = {}
     missing = []
     for std in REQUIRED + OPTIONAL:
         if std in column_map:
             if column_map[std] not in raw:
-                raise ProbeError(f"{path}: --columns maps {std} to {column_map[std]!r}, which is not a column "
-                                 f"(found: {', '.join(raw)})")
+                raise TableError(
+                    f"{path}: --columns maps {std} to {column_map[std]!r}, which is not a column "
+                    f"(found: {', '.join(raw)})"
+                )
             names[std] = column_map[std]
             continue
         found = next((a for a in ALIASES[std] if a in raw), None)
@@ -179,9 +175,12 @@ def _resolve_columns(path: str, raw: dict[str, list], column_map: dict[str, str]
         elif std in REQUIRED or (std == "label" and need_label):
             missing.append(std)
     if missing:
-        fix = ("put the label in an INFO field and name it with --label-field" if is_vcf
-               else f"map them with --columns {missing[0]}=YOUR_COLUMN")
-        raise ProbeError(f"{path}: missing column(s) {', '.join(missing)} (found: {', '.join(raw) or 'none'}); {fix}")
+        fix = (
+            "put the label in an INFO field and name it with --label-field"
+            if is_vcf
+            else f"map them with --columns {missing[0]}=YOUR_COLUMN"
+        )
+        raise TableError(f"{path}: missing column(s) {', '.join(missing)} (found: {', '.join(raw) or 'none'}); {fix}")
     return names
 
 
@@ -191,7 +190,7 @@ def _position(path: str, i: int, value) -> int:
     except (TypeError, ValueError):
         pos = 0
     if pos < 1 or (isinstance(value, float) and not float(value).is_integer()):
-        raise ProbeError(f"{path}: row {i + 1}: position {value!r} is not a 1-based integer")
+        raise TableError(f"{path}: row {i + 1}: position {value!r} is not a 1-based integer")
     return pos
 
 
@@ -205,7 +204,7 @@ def _label(path: str, i: int, value) -> int:
         return 1
     if text in _FALSE:
         return 0
-    raise ProbeError(f"{path}: row {i + 1}: label {value!r} is not binary (use 0/1 or true/false)")
+    raise TableError(f"{path}: row {i + 1}: label {value!r} is not binary (use 0/1 or true/false)")
 
 
 def _number(path: str, i: int, value, name: str) -> float | None:
@@ -214,4 +213,4 @@ def _number(path: str, i: int, value, name: str) -> float | None:
     try:
         return float(value)
     except (TypeError, ValueError) as exc:
-        raise ProbeError(f"{path}: row {i + 1}: {name} {value!r} is not a number") from exc
+        raise TableError(f"{path}: row {i + 1}: {name} {value!r} is not a number") from exc

@@ -1,6 +1,6 @@
-"""Model side of scoring: batched forwards over fixed-length windows, RC-averaged.
+"""The inference engine: batched forwards over fixed-length token windows, RC-averaged.
 
-``WindowModel`` turns token windows into (a) features pooled around the window
+``WindowEngine`` turns token windows into (a) features pooled around the window
 centre and (b) log-probabilities of A/C/G/T at masked positions, both averaged
 over the two strands: PS by its equivariance (one pass; the RC pass would give
 the same numbers), Ph by a forward and a reverse-complement pass.
@@ -14,7 +14,8 @@ import logging
 import numpy as np
 import torch
 
-from caduceus_cli.errors import OptionError
+from caduceus_cli.choices import Precision, RcMode, choice
+from caduceus_cli.inference.spec import check_layer, feature_dim
 from caduceus_cli.model.caduceus import CaduceusForMaskedLM
 from caduceus_cli.model.rc import rc_average_ph, rc_average_ps
 from caduceus_cli.tokenizer import A, C, G, T, reverse_complement_ids
@@ -23,34 +24,30 @@ log = logging.getLogger(__name__)
 
 ACGT = [A, C, G, T]
 TGCA = [T, G, C, A]  # complement of ACGT, in ACGT order
-RC_MODES = ("avg", "fwd", "both")
 
 
-def pick_device(device: str = "auto") -> torch.device:
-    if device == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    return torch.device(device)
+class WindowEngine:
+    """A model on a device with a batch size and precision; counts the windows it runs."""
 
-
-def feature_dim(config, rc_mode: str = "avg") -> int:
-    """Width F of ``WindowModel.token_features`` for an RC mode ('both' keeps the two strands side by side)."""
-    return config.d_model * (2 if rc_mode == "both" else 1)  # PS hidden states are (.., 2 d_model): one per strand
-
-
-class WindowModel:
-    def __init__(self, model: CaduceusForMaskedLM, device: torch.device, batch_size: int = 8,
-                 precision: str = "auto") -> None:
+    def __init__(
+        self,
+        model: CaduceusForMaskedLM,
+        device: torch.device,
+        batch_size: int = 8,
+        precision: Precision | str = Precision.AUTO,
+    ) -> None:
         self.model = model
         self.device = device
         self.batch_size = max(1, batch_size)
         self.rcps = model.config.rcps
-        if precision == "auto":
-            precision = "bf16" if device.type == "cuda" else "fp32"
+        precision = choice(Precision, precision, "--precision")
+        if precision == Precision.AUTO:
+            precision = Precision.BF16 if device.type == "cuda" else Precision.FP32
         self.precision = precision
         self.windows_run = 0
 
     def _ctx(self):
-        if self.precision == "bf16":
+        if self.precision == Precision.BF16:
             return torch.autocast(self.device.type, dtype=torch.bfloat16)
         return contextlib.nullcontext()
 
@@ -58,7 +55,7 @@ class WindowModel:
         for i in range(0, len(ids), self.batch_size):
             yield torch.from_numpy(ids[i : i + self.batch_size]).to(self.device, non_blocking=True)
 
-    def feature_dim(self, rc_mode: str = "avg") -> int:
+    def feature_dim(self, rc_mode: RcMode | str = RcMode.AVG) -> int:
         return feature_dim(self.model.config, rc_mode)
 
     def token_features(self, batch: torch.Tensor, layer: int = -1, rc_mode: str = "avg") -> torch.Tensor:
@@ -69,7 +66,7 @@ class WindowModel:
         forward and reverse-complement strands at each genomic position, 'fwd' keeps the
         forward strand (PS: first channel half; Ph: the forward pass), 'both' concatenates them.
         """
-        self.check(layer, rc_mode)
+        rc_mode = self.check(layer, rc_mode)
         h = self._hidden(batch, layer)  # (n, L, D)
         if self.rcps:
             if rc_mode == "avg":
@@ -87,13 +84,10 @@ class WindowModel:
             return fwd
         return torch.cat([fwd, rc], dim=-1)  # (n, L, 2F)
 
-    def check(self, layer: int, rc_mode: str) -> None:
-        """Raise OptionError for a layer this model lacks or an unknown RC mode."""
-        if rc_mode not in RC_MODES:
-            raise OptionError(f"--rc-mode {rc_mode}: expected one of {', '.join(RC_MODES)}")
-        n_layer = self.model.config.n_layer
-        if not -1 <= layer <= n_layer:
-            raise OptionError(f"--layer {layer}: this model has layers 0..{n_layer} (-1 = last)")
+    def check(self, layer: int, rc_mode: RcMode | str) -> str:
+        """The RC mode's name; OptionError for a layer this model lacks or an unknown RC mode."""
+        check_layer(self.model.config, layer)
+        return choice(RcMode, rc_mode, "--rc-mode").value
 
     def _hidden(self, batch: torch.Tensor, layer: int) -> torch.Tensor:
         n_layer = self.model.config.n_layer
@@ -110,8 +104,9 @@ class WindowModel:
             yield i * self.batch_size, feats
 
     @torch.inference_mode()
-    def pooled_features(self, ids: np.ndarray, centre: int, flank: int, layer: int = -1,
-                        rc_mode: str = "avg") -> np.ndarray:
+    def pooled_features(
+        self, ids: np.ndarray, centre: int, flank: int, layer: int = -1, rc_mode: str = "avg"
+    ) -> np.ndarray:
         """ids (N, W) -> features mean-pooled over [centre - flank, centre + flank], (N, F).
 
         With rc_mode 'avg' (PS or Ph) the pooled vector of the reverse-complemented window

@@ -8,7 +8,7 @@ import pysam
 import pytest
 
 from caduceus_cli.errors import InputFileError, ReferenceError_
-from caduceus_cli.scoring import ScoreOptions, score_vcf
+from caduceus_cli.pipelines.score_vcf import ScoreOptions, score_vcf
 from tests.conftest import DATA, GOLDEN, mirrored_snvs
 
 PS = str(GOLDEN / "caduceus_ps_d64_n2")
@@ -96,8 +96,13 @@ def test_missing_contig_and_chr_prefix(tmp_path):
     assert "EDGE_PADDED" in rows[3][7]  # position 5: window runs past the contig start
     assert s.flags["CONTIG_MISSING"] == 1
     with pytest.raises(ReferenceError_, match="contig chr7 is not in the reference"):
-        score_vcf(str(src), str(DATA / "chr22_slice.fa.gz"), str(tmp_path / "x.tsv"), PS,
-                  ScoreOptions(window=301, strict=True))
+        score_vcf(
+            str(src),
+            str(DATA / "chr22_slice.fa.gz"),
+            str(tmp_path / "x.tsv"),
+            PS,
+            ScoreOptions(window=301, strict=True),
+        )
 
 
 def test_ps_scores_identical_on_reverse_complemented_reference(tmp_path):
@@ -122,8 +127,13 @@ def test_ps_scores_identical_on_reverse_complemented_reference(tmp_path):
 
 def test_ph_model_and_10_donor_vcf_keep_samples(tmp_path):
     out = tmp_path / "o.vcf"
-    score_vcf(str(DATA / "chr22_10donors.vcf.gz"), str(DATA / "chr22_slice.fa.gz"), str(out), PH,
-              ScoreOptions(window=201, flank=30, chunk_sites=64, batch_size=32))
+    score_vcf(
+        str(DATA / "chr22_10donors.vcf.gz"),
+        str(DATA / "chr22_slice.fa.gz"),
+        str(out),
+        PH,
+        ScoreOptions(window=201, flank=30, chunk_sites=64, batch_size=32),
+    )
     src, got = records(DATA / "chr22_10donors.vcf.gz"), records(out)
     assert len(got) == len(src) == 2485
     assert [r.pos for r in got] == [r.pos for r in src]
@@ -131,8 +141,24 @@ def test_ph_model_and_10_donor_vcf_keep_samples(tmp_path):
 
 
 def test_cli_stdin_stdout_and_errors(tmp_path):
-    cmd = [sys.executable, "-m", "caduceus_cli.cli", "score-vcf", "-", "--ref", str(DATA / "chr22_slice.fa.gz"),
-           "--model", PS, "--window", "101", "-o", "-", "-O", "tsv", "-q"]
+    cmd = [
+        sys.executable,
+        "-m",
+        "caduceus_cli",
+        "score-vcf",
+        "-",
+        "--ref",
+        str(DATA / "chr22_slice.fa.gz"),
+        "--model",
+        PS,
+        "--window",
+        "101",
+        "-o",
+        "-",
+        "-O",
+        "tsv",
+        "-q",
+    ]
     src = gzip.open(DATA / "chr22_10donors.vcf.gz").read()[:200_000]
     src = src[: src.rfind(b"\n") + 1]
     p = subprocess.run(cmd, input=src, capture_output=True)
@@ -147,8 +173,20 @@ def test_cli_stdin_stdout_and_errors(tmp_path):
         ([str(trunc)], "truncated"),
         ([str(DATA / "chr20_pysam_20.vcf.gz"), "--ref", str(tmp_path / "no.fa")], "reference FASTA not found"),
     ]:
-        full = [sys.executable, "-m", "caduceus_cli.cli", "score-vcf", *args, "--model", PS, "--window", "101",
-                "-o", str(tmp_path / "o.vcf.gz"), "-q"]
+        full = [
+            sys.executable,
+            "-m",
+            "caduceus_cli",
+            "score-vcf",
+            *args,
+            "--model",
+            PS,
+            "--window",
+            "101",
+            "-o",
+            str(tmp_path / "o.vcf.gz"),
+            "-q",
+        ]
         if "--ref" not in args:
             full += ["--ref", str(DATA / "chr22_slice.fa.gz")]
         p = subprocess.run(full, capture_output=True, text=True)
@@ -176,8 +214,13 @@ def test_unreadable_input_is_input_error(tmp_path):
 
 def test_bcf_output_is_indexed(tmp_path):
     out = tmp_path / "out.bcf"
-    score_vcf(str(DATA / "chr20_vt_indels.vcf.gz"), str(DATA / "chr20_slices.fa.gz"), str(out), PS,
-              ScoreOptions(window=101, flank=20, batch_size=32))
+    score_vcf(
+        str(DATA / "chr20_vt_indels.vcf.gz"),
+        str(DATA / "chr20_slices.fa.gz"),
+        str(out),
+        PS,
+        ScoreOptions(window=101, flank=20, batch_size=32),
+    )
     assert (tmp_path / "out.bcf.csi").exists()
     got = records(out)
     assert len(got) == len(input_keys(DATA / "chr20_vt_indels.vcf.gz"))
@@ -190,8 +233,13 @@ def test_output_gets_the_usual_file_mode(tmp_path):
     import os
 
     out = tmp_path / "o.vcf"
-    score_vcf(str(DATA / "chr20_vt_indels.vcf.gz"), str(DATA / "chr20_slices.fa.gz"), str(out), PS,
-              ScoreOptions(window=51, flank=10, batch_size=64))
+    score_vcf(
+        str(DATA / "chr20_vt_indels.vcf.gz"),
+        str(DATA / "chr20_slices.fa.gz"),
+        str(out),
+        PS,
+        ScoreOptions(window=51, flank=10, batch_size=64),
+    )
     mask = os.umask(0)
     os.umask(mask)
     assert out.stat().st_mode & 0o777 == 0o666 & ~mask

@@ -1,0 +1,1 @@
+"""Everything between variants and the model: runtime, feature specs, the planner, the featuriser, the engine, tiling."""

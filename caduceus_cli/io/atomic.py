@@ -1,0 +1,41 @@
+"""Atomic output files: written beside the target under a temporary name, renamed into place on success."""
+
+from __future__ import annotations
+
+import os
+import tempfile
+from pathlib import Path
+
+from caduceus_cli.errors import InputFileError
+
+
+def _umask() -> int:
+    mask = os.umask(0)
+    os.umask(mask)
+    return mask
+
+
+class AtomicOutput:
+    """A temporary file beside ``path`` ('-' for standard output, written directly); ``commit`` or ``abort``."""
+
+    def __init__(self, path: str) -> None:
+        self.path = path
+        self.stdout = path == "-"
+        if self.stdout:
+            self.tmp = "-"
+        else:
+            target = Path(path)
+            if not target.parent.exists():
+                raise InputFileError(f"{path}: output folder {target.parent} does not exist")
+            fd, tmp = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".part", dir=target.parent)
+            os.close(fd)
+            self.tmp = tmp
+
+    def commit(self) -> None:
+        if not self.stdout:
+            os.chmod(self.tmp, 0o666 & ~_umask())  # mkstemp makes 0600; give the usual file mode
+            os.replace(self.tmp, self.path)
+
+    def abort(self) -> None:
+        if not self.stdout and os.path.exists(self.tmp):
+            os.unlink(self.tmp)

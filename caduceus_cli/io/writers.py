@@ -1,0 +1,197 @@
+"""Annotated outputs of score-vcf: VCF / bgzip VCF (+ .tbi) / BCF (+ .csi) / TSV, written atomically.
+
+A writer takes each input record with its ``Annotation`` (one value per ALT) and never
+changes the caller's record: VCF output writes an annotated copy.
+"""
+
+from __future__ import annotations
+
+import csv
+import gzip
+import sys
+from dataclasses import dataclass
+
+import pysam
+
+from caduceus_cli.choices import OutputType, choice
+from caduceus_cli.errors import InputFileError
+from caduceus_cli.io.atomic import AtomicOutput
+
+INFO_FIELDS = {
+    "CAD_LLR": (
+        "A",
+        "Float",
+        "Caduceus zero-shot masked log-likelihood ratio log P(alt) - log P(ref) at the variant "
+        "position(s), both strands averaged; SNVs and MNVs only (sum over positions)",
+    ),
+    "CAD_COS": (
+        "A",
+        "Float",
+        "Caduceus cosine distance between RC-averaged ref and alt embeddings, mean-pooled "
+        "around the variant (indels aligned on the left anchor)",
+    ),
+    "CAD_FLAG": (
+        ".",
+        "String",
+        "Caduceus: why an ALT was not scored or needs care (REF_MISMATCH, CONTIG_MISSING, "
+        "EDGE_PADDED, N_IN_WINDOW, SYMBOLIC, TOO_LONG)",
+    ),
+    "CAD_PROB": ("A", "Float", "Caduceus probe probability that the variant is causal"),
+}
+
+
+@dataclass(frozen=True)
+class Annotation:
+    """What score-vcf adds to one record: per-ALT scores (None = not scored) and the record's flags."""
+
+    llr: tuple[float | None, ...]
+    cos: tuple[float | None, ...]
+    flags: tuple[str, ...]
+    prob: tuple[float | None, ...] | None = None
+
+
+def output_format(path: str, fmt: OutputType | str | None) -> OutputType:
+    """The output type from ``-O`` or, failing that, the file name."""
+    if fmt:
+        return choice(OutputType, fmt, "-O")
+    name = str(path).lower()
+    if name == "-":
+        return OutputType.VCF
+    if name.endswith((".tsv", ".tsv.gz", ".txt")):
+        return OutputType.TSV
+    if name.endswith((".vcf.gz", ".vcf.bgz")):
+        return OutputType.VCF_GZ
+    if name.endswith(".bcf"):
+        return OutputType.BCF
+    return OutputType.VCF
+
+
+def add_header_lines(header: pysam.VariantHeader, provenance: dict[str, str], with_prob: bool) -> None:
+    """Declare the CAD_* INFO fields (replacing same-named ones) and add ``##caduceus_KEY=VALUE`` lines."""
+    for key, (number, typ, desc) in INFO_FIELDS.items():
+        if key == "CAD_PROB" and not with_prob:
+            continue
+        if key in header.info:
+            header.info.remove_header(key)
+        header.info.add(key, number, typ, desc)
+    for key, value in provenance.items():
+        header.add_line(f"##caduceus_{key}={value}")
+
+
+class VcfWriter:
+    """Annotated VCF/BCF output; bgzip VCF is indexed (tabix .tbi) and BCF (.csi) after the rename.
+
+    VCF text is htslib's own formatting of the header and of each record (so input
+    headers without ``##contig`` lines, common in the wild, pass through unchanged);
+    BCF needs every contig declared, so the reference's contigs are added first.
+    """
+
+    def __init__(
+        self, path: str, fmt: OutputType, header: pysam.VariantHeader, contigs: dict[str, int] | None = None
+    ) -> None:
+        self.out = AtomicOutput(path)
+        self.fmt = fmt
+        self.vf = None
+        self.fh = None
+        if fmt == OutputType.BCF:
+            for name, length in (contigs or {}).items():
+                if name not in header.contigs:
+                    header.contigs.add(name, length=length)
+            self.vf = pysam.VariantFile(self.out.tmp, "wb", header=header)
+        elif self.out.stdout:
+            self.fh = sys.stdout
+        elif fmt == OutputType.VCF_GZ:
+            self.fh = pysam.BGZFile(self.out.tmp, "wb")
+        else:
+            self.fh = open(self.out.tmp, "w")
+        if self.fh is not None:
+            self._put(str(header))
+
+    def _put(self, text: str) -> None:
+        self.fh.write(text.encode() if isinstance(self.fh, pysam.BGZFile) else text)
+
+    def write(self, rec: pysam.VariantRecord, ann: Annotation) -> None:
+        rec = rec.copy()
+        if rec.alts:
+            rec.info["CAD_LLR"] = ann.llr
+            rec.info["CAD_COS"] = ann.cos
+            if ann.prob is not None:
+                rec.info["CAD_PROB"] = ann.prob
+        if ann.flags:
+            rec.info["CAD_FLAG"] = ann.flags
+        if self.vf is not None:
+            try:
+                self.vf.write(rec)
+            except OSError as exc:
+                raise InputFileError(
+                    f"{rec.chrom}:{rec.pos}: cannot write BCF ({exc}); declare the contig in the header or write VCF"
+                ) from exc
+        else:
+            self._put(str(rec))
+
+    def close(self, ok: bool) -> None:
+        if self.vf is not None:
+            self.vf.close()
+        elif self.fh is sys.stdout:
+            self.fh.flush()
+        else:
+            self.fh.close()
+        if not ok:
+            self.out.abort()
+            return
+        self.out.commit()
+        if self.out.stdout:
+            return
+        if self.fmt == OutputType.VCF_GZ:
+            pysam.tabix_index(self.out.path, preset="vcf", force=True, keep_original=True)
+        elif self.fmt == OutputType.BCF:
+            pysam.tabix_index(self.out.path, preset="bcf", csi=True, force=True, keep_original=True)
+
+
+TSV_COLUMNS = ["chrom", "pos", "id", "ref", "alt", "CAD_LLR", "CAD_COS", "CAD_FLAG"]
+
+
+def _num(x: float | None) -> str:
+    return "." if x is None else f"{x:.6g}"
+
+
+class TsvWriter:
+    """One row per ALT (a record with no ALT gets one row with alt '.'); provenance as '# caduceus_' lines."""
+
+    def __init__(self, path: str, provenance: dict[str, str], with_prob: bool) -> None:
+        self.out = AtomicOutput(path)
+        if self.out.stdout:
+            self.fh = sys.stdout
+        elif path.endswith(".gz"):
+            self.fh = gzip.open(self.out.tmp, "wt", newline="")
+        else:
+            self.fh = open(self.out.tmp, "w", newline="")
+        for key, value in provenance.items():
+            self.fh.write(f"# caduceus_{key}={value}\n")
+        self.columns = TSV_COLUMNS + (["CAD_PROB"] if with_prob else [])
+        self.w = csv.writer(self.fh, delimiter="\t", lineterminator="\n")
+        self.w.writerow(self.columns)
+
+    def write(self, rec: pysam.VariantRecord, ann: Annotation) -> None:
+        flags = ",".join(ann.flags) or "."
+        if not rec.alts:
+            self.w.writerow(
+                [rec.chrom, rec.pos, rec.id or ".", rec.ref, ".", ".", ".", flags]
+                + (["."] if ann.prob is not None else [])
+            )
+            return
+        for i, alt in enumerate(rec.alts):
+            row = [rec.chrom, rec.pos, rec.id or ".", rec.ref, alt, _num(ann.llr[i]), _num(ann.cos[i]), flags]
+            if ann.prob is not None:
+                row.append(_num(ann.prob[i]))
+            self.w.writerow(row)
+
+    def close(self, ok: bool) -> None:
+        if self.fh is not sys.stdout:
+            self.fh.close()
+        else:
+            self.fh.flush()
+        if ok:
+            self.out.commit()
+        else:
+            self.out.abort()
