@@ -2,6 +2,8 @@
 
 GPU (the issue's four figures; bf16 autocast, random weights):
     python bench/bench_forward.py --device cuda --out bench/results/forward_h100.json
+    add --compare to also time, in the same process and on the same model, the previous path
+    (mamba-ssm scan per chunk instead of the token-major NVRTC mixer: ``Backend.mixer_rows = None``)
 CPU (d_model 128, 4-layer PS at L = 4,096, 2 threads):
     python bench/bench_forward.py --device cpu --threads 2 --out bench/results/forward_cpu.json
 Timings: warm-up, then the median of --repeats runs (CUDA events on the GPU).
@@ -10,6 +12,7 @@ Timings: warm-up, then the median of --repeats runs (CUDA events on the GPU).
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 import platform
 import statistics
@@ -31,7 +34,10 @@ GPU_CASES = [  # (variant, d_model, n_layer, batch, length)
 ]
 CPU_CASES = [("ps", 128, 4, 1, 4_096), ("ph", 128, 4, 1, 4_096)]
 REFERENCE_H100 = {  # the reference implementation, same H100 + kernels, bf16 autocast (from the issue)
-    ("ps", 1, 131_072): 0.84e6, ("ph", 1, 131_072): 1.83e6, ("ps", 256, 1_024): 1.03e6, ("ph", 256, 1_024): 2.3e6,
+    ("ps", 1, 131_072): 0.84e6,
+    ("ph", 1, 131_072): 1.83e6,
+    ("ps", 256, 1_024): 1.03e6,
+    ("ph", 256, 1_024): 2.3e6,
 }
 
 
@@ -65,6 +71,8 @@ def main() -> None:
     ap.add_argument("--threads", type=int, default=None)
     ap.add_argument("--repeats", type=int, default=5)
     ap.add_argument("--out", type=Path, default=None)
+    ap.add_argument("--compare", action="store_true", help="also time the previous (mamba-ssm scan) path")
+    ap.add_argument("--cases", default=None, help="comma-separated indices into the case list")
     args = ap.parse_args()
     if args.threads:
         torch.set_num_threads(args.threads)
@@ -76,31 +84,69 @@ def main() -> None:
             pass
     device = torch.device(args.device)
     cases = GPU_CASES if device.type == "cuda" else CPU_CASES
+    if args.cases:
+        cases = [cases[int(i)] for i in args.cases.split(",")]
     rows = []
     for variant, d_model, n_layer, batch, length in cases:
         torch.manual_seed(0)
-        model = CaduceusForMaskedLM(CaduceusConfig(d_model=d_model, n_layer=n_layer, rcps=variant == "ps"),
-                                    backend=args.backend).to(device).eval()
+        model = (
+            CaduceusForMaskedLM(
+                CaduceusConfig(d_model=d_model, n_layer=n_layer, rcps=variant == "ps"), backend=args.backend
+            )
+            .to(device)
+            .eval()
+        )
         ids = torch.randint(7, 11, (batch, length), device=device)
         if device.type == "cuda":
             torch.cuda.empty_cache()
             torch.cuda.reset_peak_memory_stats()
-        sec = time_forward(model, ids, device, args.repeats, autocast=device.type == "cuda")
-        peak = torch.cuda.max_memory_allocated() / 2**30 if device.type == "cuda" else None
-        tps = batch * length / sec
-        ref = REFERENCE_H100.get((variant, batch, length)) if device.type == "cuda" else None
-        rows.append(dict(variant=variant, d_model=d_model, n_layer=n_layer, batch=batch, length=length,
-                         seconds=sec, tokens_per_s=tps, peak_gib=peak, backend=model.kernels(device).name,
-                         reference_tokens_per_s=ref, speedup_vs_reference=(tps / ref) if ref else None))
+        variants = [("current", None)]
+        if args.compare and device.type == "cuda":
+            base = model.kernels(device)
+            variants.append(("previous", dataclasses.replace(base, mixer_rows=None)))
+        for label, kern in variants:
+            if kern is not None:
+                model.kernels = lambda _dev, k=kern: k  # instance override: the same weights, the other path
+            if device.type == "cuda":
+                torch.cuda.empty_cache()
+                torch.cuda.reset_peak_memory_stats()
+            sec = time_forward(model, ids, device, args.repeats, autocast=device.type == "cuda")
+            peak = torch.cuda.max_memory_allocated() / 2**30 if device.type == "cuda" else None
+            tps = batch * length / sec
+            ref = REFERENCE_H100.get((variant, batch, length)) if device.type == "cuda" else None
+            k = model.kernels(device)
+            rows.append(
+                dict(
+                    variant=variant,
+                    d_model=d_model,
+                    n_layer=n_layer,
+                    batch=batch,
+                    length=length,
+                    path=label,
+                    seconds=sec,
+                    tokens_per_s=tps,
+                    peak_gib=peak,
+                    backend=k.name,
+                    token_major_mixer=getattr(k, "mixer_rows", None) is not None,
+                    reference_tokens_per_s=ref,
+                    speedup_vs_reference=(tps / ref) if ref else None,
+                )
+            )
         del model
-    meta = dict(device=torch.cuda.get_device_name() if device.type == "cuda" else platform.processor() or "cpu",
-                torch=torch.__version__, threads=torch.get_num_threads(), autocast_bf16=device.type == "cuda")
-    print(f"{'model':<6}{'B x L':>14}{'s/batch':>10}{'Mtok/s':>9}{'peak GiB':>10}{'vs ref':>8}  backend")
+    meta = dict(
+        device=torch.cuda.get_device_name() if device.type == "cuda" else platform.processor() or "cpu",
+        torch=torch.__version__,
+        threads=torch.get_num_threads(),
+        autocast_bf16=device.type == "cuda",
+    )
+    print(f"{'model':<6}{'B x L':>14}{'s/batch':>10}{'Mtok/s':>9}{'peak GiB':>10}{'vs ref':>8}  backend / path")
     for r in rows:
         peak = f"{r['peak_gib']:.2f}" if r["peak_gib"] is not None else "-"
         sp = f"{r['speedup_vs_reference']:.2f}x" if r["speedup_vs_reference"] else "-"
-        print(f"{r['variant'] + str(r['n_layer']):<6}{r['batch']:>6} x {r['length']:<7}{r['seconds']:>10.4f}"
-              f"{r['tokens_per_s'] / 1e6:>9.3f}{peak:>10}{sp:>8}  {r['backend']}")
+        print(
+            f"{r['variant'] + str(r['n_layer']):<6}{r['batch']:>6} x {r['length']:<7}{r['seconds']:>10.4f}"
+            f"{r['tokens_per_s'] / 1e6:>9.3f}{peak:>10}{sp:>8}  {r['backend']} / {r.get('path', '')}"
+        )
     if args.out:
         args.out.parent.mkdir(parents=True, exist_ok=True)
         args.out.write_text(json.dumps(dict(meta=meta, results=rows), indent=2))

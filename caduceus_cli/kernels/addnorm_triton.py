@@ -29,9 +29,25 @@ def _kernel():
     import triton.language as tl
 
     @triton.jit
-    def add_norm_pair_kernel(h_ptr, of_ptr, or_ptr, res_ptr, res_out_ptr, w_ptr, out_ptr, B, L, D, eps,
-                             RCPS: tl.constexpr, PAIR: tl.constexpr, HAS_RES: tl.constexpr, SWAP: tl.constexpr,
-                             FINAL: tl.constexpr, BLOCK: tl.constexpr):
+    def add_norm_pair_kernel(
+        h_ptr,
+        of_ptr,
+        or_ptr,
+        res_ptr,
+        res_out_ptr,
+        w_ptr,
+        out_ptr,
+        B,
+        L,
+        D,
+        eps,
+        RCPS: tl.constexpr,
+        PAIR: tl.constexpr,
+        HAS_RES: tl.constexpr,
+        SWAP: tl.constexpr,
+        FINAL: tl.constexpr,
+        BLOCK: tl.constexpr,
+    ):
         row = tl.program_id(0).to(tl.int64)  # b * L + pos
         b = row // L
         pos = row - b * L
@@ -41,12 +57,14 @@ def _kernel():
         jr = D - 1 - j
         C = 2 * D if RCPS else D
         if PAIR:  # h = o_f + flip_L(o_r); PS second half from the RC rows, channels reversed
-            h1 = (tl.load(of_ptr + (b * L + pos) * D + j, mask=mask, other=0.0).to(tl.float32)
-                  + tl.load(or_ptr + (b * L + pos_r) * D + j, mask=mask, other=0.0).to(tl.float32))
+            h1 = tl.load(of_ptr + (b * L + pos) * D + j, mask=mask, other=0.0).to(tl.float32) + tl.load(
+                or_ptr + (b * L + pos_r) * D + j, mask=mask, other=0.0
+            ).to(tl.float32)
             if RCPS:
                 bb = B + b
-                h2 = (tl.load(of_ptr + (bb * L + pos_r) * D + jr, mask=mask, other=0.0).to(tl.float32)
-                      + tl.load(or_ptr + (bb * L + pos) * D + jr, mask=mask, other=0.0).to(tl.float32))
+                h2 = tl.load(of_ptr + (bb * L + pos_r) * D + jr, mask=mask, other=0.0).to(tl.float32) + tl.load(
+                    or_ptr + (bb * L + pos) * D + jr, mask=mask, other=0.0
+                ).to(tl.float32)
         else:
             h1 = tl.load(h_ptr + row * C + j, mask=mask, other=0.0).to(tl.float32)
             if RCPS:
@@ -89,11 +107,24 @@ def _kernel():
 
 
 def add_norm_pair(
-    h: torch.Tensor | None, o_f: torch.Tensor | None, o_r: torch.Tensor | None, residual: torch.Tensor | None,
-    weight: torch.Tensor, eps: float, *, batch: int, length: int, swap: bool, rcps: bool, residual_fp32: bool,
-    final: bool, out_dtype: torch.dtype,
+    h: torch.Tensor | None,
+    o_f: torch.Tensor | None,
+    o_r: torch.Tensor | None,
+    residual: torch.Tensor | None,
+    weight: torch.Tensor,
+    eps: float,
+    *,
+    batch: int,
+    length: int,
+    swap: bool,
+    rcps: bool,
+    residual_fp32: bool,
+    final: bool,
+    out_dtype: torch.dtype,
 ) -> tuple[torch.Tensor, torch.Tensor]:
-    """Same contract as ``caduceus_cli.kernels.addnorm.add_norm_pair`` (see there)."""
+    """Same contract as ``caduceus_cli.kernels.addnorm.add_norm_pair`` (see there), except that a
+    contiguous ``residual`` of the output's dtype is updated in place and returned (one fewer
+    (B, L, C) buffer at the block boundary: PS 131k peak memory); callers drop the old residual."""
     import triton
 
     ref = h if h is not None else o_f
@@ -103,9 +134,15 @@ def add_norm_pair(
     res_dtype = residual.dtype if residual is not None else (torch.float32 if residual_fp32 else ref.dtype)
     if h is not None and residual is None and not residual_fp32:
         res_dtype = h.dtype
-    res_out = torch.empty(batch, length, C, device=ref.device, dtype=res_dtype)  # (B, L, C)
-    out = (torch.empty(batch, length, C, device=ref.device, dtype=out_dtype) if final
-           else torch.empty(2, M, length, D, device=ref.device, dtype=out_dtype))
+    if residual is not None and residual.dtype == res_dtype and residual.is_contiguous():
+        res_out = residual.view(batch, length, C)  # in place: each program reads its row before writing it
+    else:
+        res_out = torch.empty(batch, length, C, device=ref.device, dtype=res_dtype)  # (B, L, C)
+    out = (
+        torch.empty(batch, length, C, device=ref.device, dtype=out_dtype)
+        if final
+        else torch.empty(2, M, length, D, device=ref.device, dtype=out_dtype)
+    )
     dummy = res_out
     h_in = h.contiguous() if h is not None else dummy
     of = o_f.contiguous() if o_f is not None else dummy
@@ -113,8 +150,23 @@ def add_norm_pair(
     res = residual.contiguous() if residual is not None else dummy
     block = triton.next_power_of_2(D)
     _kernel()[(batch * length,)](
-        h_in, of, orr, res, res_out, weight.contiguous(), out, batch, length, D, eps,
-        RCPS=rcps, PAIR=h is None, HAS_RES=residual is not None, SWAP=swap, FINAL=final, BLOCK=block,
+        h_in,
+        of,
+        orr,
+        res,
+        res_out,
+        weight.contiguous(),
+        out,
+        batch,
+        length,
+        D,
+        eps,
+        RCPS=rcps,
+        PAIR=h is None,
+        HAS_RES=residual is not None,
+        SWAP=swap,
+        FINAL=final,
+        BLOCK=block,
         num_warps=4 if block >= 256 else 2,
     )
     return out, res_out

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import functools
 import logging
+import os
 from collections.abc import Callable
 from dataclasses import dataclass
 
@@ -35,6 +36,9 @@ class Backend:
     detail: str = ""
     # block boundary of the flip-free path (kernels/addnorm.py); None: the literal composition
     add_norm_pair: Callable[..., tuple[torch.Tensor, torch.Tensor]] | None = None
+    # one Mamba direction on token-major rows (kernels/scan_cuda.mixer_rows; twin: mixer_ref.mixer_rows_ref),
+    # used by the flip-free path (BiMamba.forward_split); None: the mamba-ssm scan per chunk
+    mixer_rows: Callable[..., torch.Tensor] | None = None
 
 
 @functools.cache
@@ -114,13 +118,24 @@ def _build(name: str) -> Backend:
     if name == "cuda":
         scan, conv, _ = _cuda_kernels()
         conv_fn = _cuda_conv(conv) if conv is not None else causal_conv1d_ref
-        detail = "mamba-ssm selective scan + " + ("causal-conv1d" if conv is not None else "cuDNN conv (causal-conv1d not installed)")
+        detail = "mamba-ssm selective scan + " + (
+            "causal-conv1d" if conv is not None else "cuDNN conv (causal-conv1d not installed)"
+        )
         from caduceus_cli.kernels import addnorm_triton
 
         pair = addnorm_triton.add_norm_pair if addnorm_triton.triton_available() else None
         detail += " + Triton add/norm" if pair else " (no Triton: eager add/norm)"
-        return Backend("cuda", _cuda_scan(scan), conv_fn, detail, pair)
-    detail = "numba scan for CPU inference, chunked PyTorch scan otherwise" if numba_available() else "chunked PyTorch scan"
+        mixer = None
+        if pair is not None and os.environ.get("CADUCEUS_FUSED_SCAN", "1") != "0":
+            from caduceus_cli.kernels import scan_cuda
+
+            why = scan_cuda.available()
+            mixer = scan_cuda.mixer_rows if not why else None
+            detail += " + token-major NVRTC scan for inference" if mixer else f" (no NVRTC scan: {why})"
+        return Backend("cuda", _cuda_scan(scan), conv_fn, detail, pair, mixer)
+    detail = (
+        "numba scan for CPU inference, chunked PyTorch scan otherwise" if numba_available() else "chunked PyTorch scan"
+    )
     return Backend("torch", scan_cpu, causal_conv1d_ref, detail)
 
 

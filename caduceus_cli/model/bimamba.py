@@ -62,8 +62,9 @@ class BiMamba(nn.Module):
             return f.out_projection(y_f + y_r, bsz)
         return f.out_projection(y_f, bsz) * f.out_projection(y_r, bsz)
 
-    def forward_split(self, X: torch.Tensor, kernels: Backend, max_rows: int | None = None
-                      ) -> tuple[torch.Tensor, torch.Tensor]:
+    def forward_split(
+        self, X: torch.Tensor, kernels: Backend, max_rows: int | None = None
+    ) -> tuple[torch.Tensor, torch.Tensor]:
         """Both directions without flips: X (2, M, L, D) holds the rows and the same rows flipped along L.
 
         Returns (o_f, o_r), each (M*L, D): the forward direction's output, and the reverse
@@ -75,6 +76,8 @@ class BiMamba(nn.Module):
         """
         f, r = self.mamba_fwd, self.mamba_rev
         _, M, L, D = X.shape
+        if kernels.mixer_rows is not None and fused_supported(f.d_inner, X.dtype):
+            return self._forward_split_token_major(X, kernels, max_rows)
         max_rows = max_rows or max(1, min(SCAN_MAX_ROWS, SCAN_MAX_TOKENS // L))
         outs: list[torch.Tensor] = []
         for direction, mixer in ((0, f), (1, r)):
@@ -92,3 +95,34 @@ class BiMamba(nn.Module):
             outs.append(out)
         return outs[0], outs[1]
 
+    def _forward_split_token_major(
+        self, X: torch.Tensor, kernels: Backend, max_rows: int | None
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        """``forward_split`` through ``kernels.mixer_rows``: token-major rows, one call per chunk of rows
+        (at most SCAN_MAX_TOKENS tokens), each writing its out_proj rows of o_f / o_r.
+
+        Consumes X: o_r is returned in X[0]'s storage (one (M*L, D) buffer less at the peak; the
+        flip-free forward never reads X again)."""
+        f, r = self.mamba_fwd, self.mamba_rev
+        _, M, L, D = X.shape
+        max_rows = max_rows or max(1, SCAN_MAX_TOKENS // L)
+        outs = []
+        for direction, mixer in ((0, f), (1, r)):
+            weights = mixer.token_major_weights(f)
+            # the reverse direction's output goes into X[0]'s storage, dead once the forward direction ran
+            out = (
+                X[0].view(M * L, D)
+                if direction == 1 and X.is_contiguous()
+                else torch.empty(M * L, D, device=X.device, dtype=X.dtype)
+            )
+            for s in range(0, M, max_rows):
+                e = min(M, s + max_rows)
+                kernels.mixer_rows(X[direction, s:e].reshape((e - s) * L, D), L, weights, out[s * L : e * L])
+            outs.append(out)
+        return outs[0], outs[1]
+
+
+def fused_supported(d_inner: int, dtype: torch.dtype) -> bool:
+    from caduceus_cli.kernels.scan_cuda import supports
+
+    return supports(d_inner, dtype)

@@ -8,6 +8,7 @@ import torch
 import torch.nn as nn
 
 from caduceus_cli.kernels.backend import Backend
+from caduceus_cli.kernels.mixer_ref import MixerWeights
 from caduceus_cli.model.config import CaduceusConfig
 
 
@@ -89,6 +90,21 @@ class MambaMixer(nn.Module):
         """y (d_inner, B*L) -> (B, L, d_model)."""
         out = self.out_rows(y_flat)  # (B*L, d_model)
         return out.view(bsz, -1, out.shape[-1])
+
+    def token_major_weights(self, tied: MambaMixer) -> MixerWeights:
+        """This direction's parameters for ``Backend.mixer_rows`` (in/out projections from ``tied``)."""
+        return MixerWeights(
+            d_inner=self.d_inner,
+            in_proj=tied.in_proj.weight,
+            conv_weight=self.conv1d.weight.squeeze(1),
+            conv_bias=self.conv1d.bias,
+            x_proj=self.x_proj.weight,
+            dt_weight=self.dt_proj.weight,
+            dt_bias=self.dt_proj.bias,
+            A_log=self.A_log,
+            D=self.D,
+            out_proj=tied.out_proj.weight,
+        )
 
     def forward(self, h: torch.Tensor, kernels: Backend) -> torch.Tensor:
         """h (B, L, d_model) -> (B, L, d_model); one direction (reference twin of the fused BiMamba)."""

@@ -1,0 +1,84 @@
+"""Plain-PyTorch twins of the token-major CUDA mixer kernels (``kernels/scan_cuda.py``).
+
+Same functions, same token-major (n*L, channels) tensors; runs on any device. Used by the
+GPU parity tests (``tests/test_gpu_scan.py``); the CPU inference path does not call them.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+
+from caduceus_cli.kernels.scan_torch import causal_conv1d_ref, selective_scan_chunked
+
+
+@dataclass(frozen=True)
+class MixerWeights:
+    """One Mamba direction's parameters as the token-major mixer takes them (views, no copies)."""
+
+    d_inner: int
+    in_proj: torch.Tensor  # (2 d_inner, D): x rows then z rows
+    conv_weight: torch.Tensor  # (d_inner, d_conv)
+    conv_bias: torch.Tensor  # (d_inner,)
+    x_proj: torch.Tensor  # (R + 2N, d_inner)
+    dt_weight: torch.Tensor  # (d_inner, R)
+    dt_bias: torch.Tensor  # (d_inner,)
+    A_log: torch.Tensor  # (d_inner, N)
+    D: torch.Tensor  # (d_inner,)
+    out_proj: torch.Tensor  # (D, d_inner)
+
+
+def _channels_first(t: torch.Tensor, length: int) -> torch.Tensor:
+    """(n*L, C) -> (n, C, L)."""
+    return t.view(-1, length, t.shape[-1]).transpose(1, 2)
+
+
+def selective_scan_tm_ref(
+    u: torch.Tensor,
+    z: torch.Tensor,
+    xdbl: torch.Tensor,
+    dt_weight: torch.Tensor,
+    dt_bias: torch.Tensor,
+    A: torch.Tensor,
+    D: torch.Tensor,
+    length: int,
+) -> torch.Tensor:
+    """Twin of ``scan_cuda.selective_scan_tm``: float32 maths, result in u's dtype, (n*L, d)."""
+    rk, ns = dt_weight.shape[1], A.shape[1]
+    xf = xdbl.float()
+    dt_low, B, C = torch.split(xf, [rk, ns, ns], dim=-1)
+    delta = dt_low @ dt_weight.float().t()  # (n*L, d), bias added inside the scan
+    y = selective_scan_chunked(
+        _channels_first(u.float(), length),
+        _channels_first(delta, length),
+        A.float(),
+        _channels_first(B, length),
+        _channels_first(C, length),
+        D.float(),
+        z=_channels_first(z.float(), length),
+        delta_bias=dt_bias.float(),
+        delta_softplus=True,
+    )  # (n, d, L)
+    return y.transpose(1, 2).reshape(u.shape).to(u.dtype)
+
+
+def conv_silu_ref(x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor, length: int) -> torch.Tensor:
+    """Twin of ``scan_cuda.conv_silu``: x (n*L, d) -> silu(causal conv + bias) (n*L, d)."""
+    u = causal_conv1d_ref(
+        _channels_first(x.float(), length), weight.float().reshape(x.shape[1], -1), bias.float(), "silu"
+    )
+    return u.transpose(1, 2).reshape(x.shape).to(x.dtype)
+
+
+def mixer_rows_ref(rows: torch.Tensor, length: int, p: MixerWeights, out: torch.Tensor) -> torch.Tensor:
+    """Twin of ``scan_cuda.mixer_rows``: one Mamba direction, rows (n*L, D) -> out (n*L, D)."""
+    dt = rows.dtype
+    d = p.d_inner
+    x = rows @ p.in_proj[:d].to(dt).t()
+    z = rows @ p.in_proj[d:].to(dt).t()
+    u = conv_silu_ref(x, p.conv_weight, p.conv_bias, length)
+    xdbl = u @ p.x_proj.to(dt).t()
+    y = selective_scan_tm_ref(u, z, xdbl, p.dt_weight, p.dt_bias, -torch.exp(p.A_log.float()), p.D, length)
+    out.copy_(y @ p.out_proj.to(dt).t())
+    return out

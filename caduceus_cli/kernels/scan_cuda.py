@@ -1,0 +1,563 @@
+"""Token-major Mamba mixer kernels for CUDA (compiled at first use with NVRTC through PyTorch).
+
+Reference twin: ``caduceus_cli.kernels.mixer_ref`` (plain PyTorch, same function).
+
+One direction of one BiMamba block on ``n`` rows of ``L`` tokens, all tensors token-major
+(``(n*L, channels)``, channels contiguous), so that every step of the scan reads one
+contiguous vector of channels:
+
+    x = rows @ W_x^T, z = rows @ W_z^T                          (cuBLAS)
+    u = silu(causal_depthwise_conv(x) + conv_bias)              (``conv_silu``)
+    xdbl = u @ W_xproj^T = [dt_low | B | C]                     (cuBLAS, 48 columns at d_model 256)
+    y = scan(u, z, xdbl): delta = softplus(W_dt dt_low + dt_bias) computed per step in registers,
+        h_t = exp(delta A) h_{t-1} + delta u B_t,  y_t = (C_t . h_t + D u_t) * silu(z_t)
+                                                                (``scan_full`` / ``scan_state`` / ``scan_combine``)
+    out = y @ W_out^T                                           (cuBLAS, written into the caller's rows)
+
+The scan keeps the 16 states of one channel in one thread's registers; a block of CH threads
+covers CH channels of one sequence and one chunk of positions, and stages TT positions at a
+time (u, z with cp.async; dt_low/B/C as float) through double-buffered shared memory. When
+rows x channel blocks do not fill the GPU (long single sequences), positions are cut into K
+chunks: ``scan_state`` runs chunks 0..K-2 from a zero state and keeps their end state and
+summed delta (the chunk's decay is exp(A * sum(delta))); ``scan_combine`` carries the true
+start state across chunks; ``scan_full`` reruns every chunk from its start state and writes y.
+Optionally the first NPOLY of the 16 decays use a degree-5 polynomial on the FMA pipe instead of
+the MUFU ex2 unit (``CADUCEUS_SCAN_NPOLY``; default 0: on the H100 it gained nothing, the kernel
+being latency/issue bound rather than exp bound). Measurements and the floor: bench/README.md.
+Numerics: float32 state and arithmetic; ex2/lg2/rcp.approx (rel. err ~2^-22); softplus as
+mamba-ssm's (``v > 20 ? v : log1p(exp(v))``, log1p by a series below exp(v) = 0.03).
+"""
+
+from __future__ import annotations
+
+import functools
+import os
+
+import torch
+
+LOG2E = 1.4426950408889634
+
+_COMMON_SOURCE = r"""
+#define LOG2E_F 1.4426950408889634f
+#if IS_BF16
+typedef unsigned short st_t;
+__device__ __forceinline__ float tof(st_t v) { return __uint_as_float(((unsigned int)v) << 16); }
+__device__ __forceinline__ st_t fromf(float f) {
+    unsigned int b = __float_as_uint(f);
+    b += 0x7FFFu + ((b >> 16) & 1u);
+    return (st_t)(b >> 16);
+}
+#else
+typedef float st_t;
+__device__ __forceinline__ float tof(st_t v) { return v; }
+__device__ __forceinline__ st_t fromf(float f) { return f; }
+#endif
+#define VEC (16 / (int)sizeof(st_t))
+
+__device__ __forceinline__ float ex2(float x) { float y; asm("ex2.approx.ftz.f32 %0, %1;" : "=f"(y) : "f"(x)); return y; }
+__device__ __forceinline__ float lg2(float x) { float y; asm("lg2.approx.ftz.f32 %0, %1;" : "=f"(y) : "f"(x)); return y; }
+__device__ __forceinline__ float rcp(float x) { float y; asm("rcp.approx.ftz.f32 %0, %1;" : "=f"(y) : "f"(x)); return y; }
+
+// 2^x on the FMA pipe: x = j + f, f in [-0.5, 0.5]; 2^f by a degree-5 polynomial (rel. err 2.5e-7)
+__device__ __forceinline__ float ex2_poly(float x) {
+    x = fmaxf(x, -125.f);
+    const float t = x + 12582912.f;           // 1.5 * 2^23: rounds x to an integer in the low mantissa bits
+    const float f = x - (t - 12582912.f);
+    float p = 0.0013400432653725147f;
+    p = fmaf(p, f, 0.009676037356257439f);
+    p = fmaf(p, f, 0.05550327152013779f);
+    p = fmaf(p, f, 0.2402210682630539f);
+    p = fmaf(p, f, 0.6931471824645996f);
+    p = fmaf(p, f, 1.0000001192092896f);
+    return __uint_as_float(__float_as_uint(t) * (1u << 23) + __float_as_uint(p));  // exponent += j
+}
+
+__device__ __forceinline__ float silu(float v) { return v * rcp(1.f + ex2(-v * LOG2E_F)); }
+
+// softplus as mamba-ssm: v > 20 ? v : log1p(exp(v)); log1p by a series below 0.03
+__device__ __forceinline__ float softplus(float v) {
+    const float e = ex2(v * LOG2E_F);
+    const float s = e * fmaf(e, fmaf(e, fmaf(e, -0.25f, 0.33333334f), -0.5f), 1.f);
+    const float l = lg2(1.f + e) * 0.6931471805599453f;
+    return v > 20.f ? v : (e < 0.03f ? s : l);
+}
+
+__device__ __forceinline__ void cp_async16(void* smem, const void* gmem) {
+    unsigned int s = (unsigned int)__cvta_generic_to_shared(smem);
+    asm volatile("cp.async.cg.shared.global [%0], [%1], 16;\n" :: "r"(s), "l"(gmem) : "memory");
+}
+__device__ __forceinline__ void cp_commit() { asm volatile("cp.async.commit_group;\n" ::: "memory"); }
+__device__ __forceinline__ void cp_wait0() { asm volatile("cp.async.wait_group 0;\n" ::: "memory"); }
+__device__ __forceinline__ void cp_wait1() { asm volatile("cp.async.wait_group 1;\n" ::: "memory"); }
+
+"""
+
+_CONV_SOURCE = r"""
+// u = silu(conv(x) + b): x (n*L, d) with row stride ldx; u (n*L, d) dense; wt (DC, d) (transposed);
+// one thread per (4 channels, TOK consecutive positions of one row): the DC-1 previous inputs slide
+// in registers, weights and bias load once as coalesced 16-byte vectors; 8-byte (bf16) or 16-byte
+// (float32) loads and stores.
+#define TOK 8
+#define CV 4                                         // channels per thread (8- or 16-byte vectors)
+#if IS_BF16
+typedef uint2 cvec_t;
+#else
+typedef uint4 cvec_t;
+#endif
+extern "C" __global__ void __launch_bounds__(128, 8) conv_silu(const st_t* __restrict__ x, st_t* __restrict__ u, const float* __restrict__ wt,
+                                     const float* __restrict__ cb, int ntok, int L, int d, int ldx) {
+    const long long i = (long long)blockIdx.x * blockDim.x + threadIdx.x;
+    const int groups = d / CV;
+    const int tpr = (L + TOK - 1) / TOK;
+    if (i >= (long long)(ntok / L) * tpr * groups) return;
+    const int g = (int)(i % groups);
+    const long long rest = i / groups;
+    const int tb = (int)(rest % tpr);
+    const long long row = rest / tpr;
+    const int c0 = g * CV;
+    const int p0 = tb * TOK;
+    float w[DC][CV], acc0[CV], win[DC][CV];
+#pragma unroll
+    for (int k = 0; k < DC; ++k)
+#pragma unroll
+        for (int q = 0; q < CV / 4; ++q) {
+            const float4 v = *reinterpret_cast<const float4*>(wt + k * d + c0 + 4 * q);
+            w[k][4 * q] = v.x; w[k][4 * q + 1] = v.y; w[k][4 * q + 2] = v.z; w[k][4 * q + 3] = v.w;
+        }
+#pragma unroll
+    for (int q = 0; q < CV / 4; ++q) {
+        const float4 v = *reinterpret_cast<const float4*>(cb + c0 + 4 * q);
+        acc0[4 * q] = v.x; acc0[4 * q + 1] = v.y; acc0[4 * q + 2] = v.z; acc0[4 * q + 3] = v.w;
+    }
+    const st_t* xrow = x + row * L * (long long)ldx + c0;
+    st_t* urow = u + row * L * (long long)d + c0;
+#pragma unroll
+    for (int k = 0; k < DC - 1; ++k) {               // positions p0 - (DC-1) + k
+        const int p = p0 - (DC - 1) + k;
+        cvec_t raw = cvec_t{};
+        if (p >= 0) raw = *reinterpret_cast<const cvec_t*>(xrow + p * (long long)ldx);
+        const st_t* v = reinterpret_cast<const st_t*>(&raw);
+#pragma unroll
+        for (int j = 0; j < CV; ++j) win[k][j] = tof(v[j]);
+    }
+    if (p0 + TOK <= L) {                             // whole block of positions: every load issued first
+        cvec_t raw[TOK];
+#pragma unroll
+        for (int s = 0; s < TOK; ++s) raw[s] = *reinterpret_cast<const cvec_t*>(xrow + (p0 + s) * (long long)ldx);
+#pragma unroll
+        for (int s = 0; s < TOK; ++s) {
+            const st_t* v = reinterpret_cast<const st_t*>(&raw[s]);
+#pragma unroll
+            for (int j = 0; j < CV; ++j) win[DC - 1][j] = tof(v[j]);
+            cvec_t outv;
+            st_t* o = reinterpret_cast<st_t*>(&outv);
+#pragma unroll
+            for (int j = 0; j < CV; ++j) {
+                float a = acc0[j];
+#pragma unroll
+                for (int k = 0; k < DC; ++k) a = fmaf(w[k][j], win[k][j], a);
+                o[j] = fromf(silu(a));
+            }
+            *reinterpret_cast<cvec_t*>(urow + (p0 + s) * (long long)d) = outv;
+#pragma unroll
+            for (int k = 0; k < DC - 1; ++k)
+#pragma unroll
+                for (int j = 0; j < CV; ++j) win[k][j] = win[k + 1][j];
+        }
+        return;
+    }
+    for (int p = p0; p < L; ++p) {                   // the row's last, partial block
+        const cvec_t raw = *reinterpret_cast<const cvec_t*>(xrow + p * (long long)ldx);
+        const st_t* v = reinterpret_cast<const st_t*>(&raw);
+#pragma unroll
+        for (int j = 0; j < CV; ++j) win[DC - 1][j] = tof(v[j]);
+        cvec_t outv;
+        st_t* o = reinterpret_cast<st_t*>(&outv);
+#pragma unroll
+        for (int j = 0; j < CV; ++j) {
+            float a = acc0[j];
+#pragma unroll
+            for (int k = 0; k < DC; ++k) a = fmaf(w[k][j], win[k][j], a);
+            o[j] = fromf(silu(a));
+        }
+        *reinterpret_cast<cvec_t*>(urow + p * (long long)d) = outv;
+#pragma unroll
+        for (int k = 0; k < DC - 1; ++k)
+#pragma unroll
+            for (int j = 0; j < CV; ++j) win[k][j] = win[k + 1][j];
+    }
+}
+"""
+
+_SCAN_SOURCE = r"""
+#define XW (RK + 2 * NS)
+constexpr int kUnroll = UNR;
+
+// One chunk of one sequence for CH channels. FULL: start from hbuf (chunk > 0) and write y;
+// else: start from zero, write the end state to hbuf[b, k] and sum(delta) to Sbuf[b, k].
+template <bool FULL>
+__device__ __forceinline__ void scan_chunk(
+    const st_t* u, const st_t* __restrict__ z, const st_t* __restrict__ xd, st_t* y,
+    const float* __restrict__ Wdt, const float* __restrict__ dtb, const float* __restrict__ A2,
+    const float* __restrict__ Dp, float* __restrict__ hbuf, float* __restrict__ Sbuf,
+    int L, int d, int chunk, int K, int ldz) {
+    __shared__ __align__(16) st_t us[2][TT][CH];
+    __shared__ __align__(16) st_t zs[FULL ? 2 : 1][FULL ? TT : 1][CH];
+    __shared__ __align__(16) float xs[2][TT][XW];
+
+    const int tid = threadIdx.x;
+    const int c0 = blockIdx.x * CH;
+    const int ch = c0 + tid;
+    const int k = blockIdx.y;
+    const int b = blockIdx.z;
+    const int t0 = k * chunk;
+    const int t1 = min(L, t0 + chunk);
+    const long long row0 = (long long)b * L;
+    const int ntiles = (t1 - t0 + TT - 1) / TT;
+
+    float w[RK], a2[NS], h[NS];
+#pragma unroll
+    for (int r = 0; r < RK; ++r) w[r] = Wdt[ch * RK + r];
+#pragma unroll
+    for (int n = 0; n < NS; ++n) a2[n] = A2[ch * NS + n];
+    const float bias = dtb[ch];
+    const float Dv = FULL ? Dp[ch] : 0.f;
+    if (FULL && k > 0) {
+        const float* hs = hbuf + ((long long)(b * K + k - 1) * d + ch) * NS;
+#pragma unroll
+        for (int n = 0; n < NS; ++n) h[n] = hs[n];
+    } else {
+#pragma unroll
+        for (int n = 0; n < NS; ++n) h[n] = 0.f;
+    }
+    float S = 0.f;
+
+    constexpr int VPR = CH / VEC;                  // 16-byte vectors per row of a u / z tile
+    constexpr int XPT = (TT * XW + CH - 1) / CH;   // xdbl elements per thread per tile
+    float xreg[XPT];
+
+    auto issue_uz = [&](int tile, int buf) {
+        const int tb = t0 + tile * TT;
+        const int rows = min(TT, t1 - tb);
+        for (int v = tid; v < TT * VPR; v += CH) {
+            const int r = v / VPR, c = (v - r * VPR) * VEC;
+            if (r < rows) {
+                cp_async16(&us[buf][r][c], u + (row0 + tb + r) * (long long)d + c0 + c);
+                if (FULL) cp_async16(&zs[FULL ? buf : 0][FULL ? r : 0][c], z + (row0 + tb + r) * (long long)ldz + c0 + c);
+            }
+        }
+        cp_commit();
+    };
+    auto load_x = [&](int tile) {
+        const int tb = t0 + tile * TT;
+        const int rows = min(TT, t1 - tb);
+#pragma unroll
+        for (int j = 0; j < XPT; ++j) {
+            const int e = tid + j * CH;
+            const int r = e / XW, c = e - r * XW;
+            xreg[j] = (e < TT * XW && r < rows) ? tof(xd[(row0 + tb + r) * (long long)XW + c]) : 0.f;
+        }
+    };
+    auto store_x = [&](int buf) {
+#pragma unroll
+        for (int j = 0; j < XPT; ++j) {
+            const int e = tid + j * CH;
+            if (e < TT * XW) xs[buf][e / XW][e % XW] = xreg[j];
+        }
+    };
+
+    issue_uz(0, 0);
+    load_x(0);
+    store_x(0);
+    for (int it = 0; it < ntiles; ++it) {
+        const int cur = it & 1;
+        __syncthreads();                            // everyone is done with buffer cur ^ 1
+        const bool more = it + 1 < ntiles;
+        if (more) { issue_uz(it + 1, cur ^ 1); load_x(it + 1); cp_wait1(); } else { cp_wait0(); }
+        __syncthreads();                            // tile it is in shared memory
+        const int rows = min(TT, t1 - (t0 + it * TT));
+#pragma unroll kUnroll
+        for (int t = 0; t < rows; ++t) {
+            const float* xr = xs[cur][t];           // dt_low | B | C of step t: broadcast reads
+            float dp[4] = {bias, 0.f, 0.f, 0.f};    // dt projection in 4 independent chains
+#pragma unroll
+            for (int r = 0; r < RK; ++r) dp[r & 3] = fmaf(w[r], xr[r], dp[r & 3]);
+            const float delta = softplus((dp[0] + dp[1]) + (dp[2] + dp[3]));
+            const float uu = tof(us[cur][t][tid]);
+            const float du = delta * uu;
+            float acc[4] = {0.f, 0.f, 0.f, 0.f};
+#pragma unroll
+            for (int n = 0; n < NS; ++n) {
+                const float e = delta * a2[n];
+                const float dA = (n < NPOLY) ? ex2_poly(e) : ex2(e);
+                h[n] = fmaf(dA, h[n], du * xr[RK + n]);
+                if (FULL) acc[n & 3] = fmaf(h[n], xr[RK + NS + n], acc[n & 3]);
+            }
+            if (FULL) {
+                const float zz = tof(zs[FULL ? cur : 0][FULL ? t : 0][tid]);
+                const float yv = fmaf(uu, Dv, (acc[0] + acc[1]) + (acc[2] + acc[3]));
+                us[cur][t][tid] = fromf(yv * silu(zz));   // y over u, in place
+            } else {
+                S += delta;
+            }
+        }
+        if (FULL) {
+            __syncthreads();                        // y tile complete
+            for (int v = tid; v < TT * VPR; v += CH) {
+                const int r = v / VPR, c = (v - r * VPR) * VEC;
+                if (r < rows)
+                    *reinterpret_cast<uint4*>(y + (row0 + t0 + it * TT + r) * (long long)d + c0 + c) =
+                        *reinterpret_cast<const uint4*>(&us[cur][r][c]);
+            }
+        }
+        if (more) store_x(cur ^ 1);
+    }
+    if (!FULL) {
+        float* hs = hbuf + ((long long)(b * K + k) * d + ch) * NS;
+#pragma unroll
+        for (int n = 0; n < NS; ++n) hs[n] = h[n];
+        Sbuf[(long long)(b * K + k) * d + ch] = S;
+    }
+}
+
+extern "C" __global__ void __launch_bounds__(CH, MINB) scan_full(
+    const st_t* u, const st_t* __restrict__ z, const st_t* __restrict__ xd, st_t* y,
+    const float* __restrict__ Wdt, const float* __restrict__ dtb, const float* __restrict__ A2,
+    const float* __restrict__ Dp, float* __restrict__ hbuf, float* __restrict__ Sbuf,
+    int L, int d, int chunk, int K, int ldz) {
+    scan_chunk<true>(u, z, xd, y, Wdt, dtb, A2, Dp, hbuf, Sbuf, L, d, chunk, K, ldz);
+}
+
+extern "C" __global__ void __launch_bounds__(CH, MINB) scan_state(
+    const st_t* u, const st_t* __restrict__ xd,
+    const float* __restrict__ Wdt, const float* __restrict__ dtb, const float* __restrict__ A2,
+    float* __restrict__ hbuf, float* __restrict__ Sbuf, int L, int d, int chunk, int K) {
+    scan_chunk<false>(u, u, xd, nullptr, Wdt, dtb, A2, nullptr, hbuf, Sbuf, L, d, chunk, K, d);
+}
+
+// hbuf[b, k] (end state of chunk k from zero) -> the true state at the end of chunk k, k < K-1.
+// One thread per (b, channel, state); loads batched 8 chunks at a time.
+extern "C" __global__ void scan_combine(float* __restrict__ hbuf, const float* __restrict__ Sbuf,
+                                        const float* __restrict__ A2, int nseq, int d, int K) {
+    const long long i = (long long)blockIdx.x * blockDim.x + threadIdx.x;
+    if (i >= (long long)nseq * d * NS) return;
+    const int n = (int)(i % NS);
+    const int ch = (int)((i / NS) % d);
+    const int b = (int)(i / ((long long)NS * d));
+    const float a = A2[ch * NS + n];
+    float hcar = 0.f;
+    for (int k0 = 0; k0 < K - 1; k0 += 8) {
+        float hv[8], sv[8];
+#pragma unroll
+        for (int j = 0; j < 8; ++j) {
+            const int k = k0 + j;
+            const long long o = (long long)(b * K + k) * d + ch;
+            hv[j] = k < K - 1 ? hbuf[o * NS + n] : 0.f;
+            sv[j] = k < K - 1 ? Sbuf[o] : 0.f;
+        }
+#pragma unroll
+        for (int j = 0; j < 8; ++j) {
+            const int k = k0 + j;
+            if (k < K - 1) {
+                hcar = fmaf(ex2(a * sv[j]), hcar, hv[j]);
+                hbuf[((long long)(b * K + k) * d + ch) * NS + n] = hcar;
+            }
+        }
+    }
+}
+"""
+
+CONV_CHANNELS = 4  # channels per thread of conv_silu (CV in the source)
+CONV_TOK = 8  # positions per thread of conv_silu (TOK in the source)
+TT_BF16, TT_F32 = (
+    int(os.environ.get("CADUCEUS_SCAN_TILE", "16")),
+    16,
+)  # positions per shared-memory tile (bf16 / float32 storage)
+DEFAULT_NPOLY = int(os.environ.get("CADUCEUS_SCAN_NPOLY", "0"))  # measured: bench/results/scan_fused_h100.json
+DEFAULT_UNROLL = int(os.environ.get("CADUCEUS_SCAN_UNROLL", "1"))
+DEFAULT_MIN_BLOCKS = int(os.environ.get("CADUCEUS_SCAN_MINB", "5"))  # __launch_bounds__ minimum blocks per SM
+
+
+def _cuda_kernel_api():
+    from torch.cuda._utils import _cuda_load_module, _nvrtc_compile
+
+    return _nvrtc_compile, _cuda_load_module
+
+
+@functools.cache
+def available() -> str:
+    """'' when the kernels can be compiled and launched here, else why not."""
+    if not torch.cuda.is_available():
+        return "no CUDA GPU visible"
+    if torch.version.hip:
+        return "ROCm build"
+    try:
+        _cuda_kernel_api()
+        _module(_CONV_SOURCE, (("IS_BF16", 1), ("DC", 4)), ("conv_silu",), torch.cuda.current_device())
+    except Exception as exc:  # no NVRTC in this torch build, or it cannot compile here
+        return f"NVRTC kernels unavailable ({type(exc).__name__}: {str(exc)[:200]})"
+    return ""
+
+
+@functools.cache
+def _module(source: str, defines: tuple, names: tuple, device_index: int) -> dict:
+    compile_, load = _cuda_kernel_api()
+    header = "".join(f"#define {k} {v}\n" for k, v in defines)
+    with torch.cuda.device(device_index):
+        cubin, _ = compile_(header + _COMMON_SOURCE + source, names[0], nvcc_options=["-std=c++17"])
+        return load(cubin, list(names))
+
+
+def _dev(t: torch.Tensor) -> int:
+    return t.device.index if t.device.index is not None else torch.cuda.current_device()
+
+
+def _block_channels(d: int) -> int:
+    for ch in (128, 64, 32):
+        if d % ch == 0:
+            return ch
+    raise ValueError(f"d_inner {d} is not a multiple of 32")
+
+
+def supports(d_inner: int, dtype: torch.dtype) -> bool:
+    return d_inner % 32 == 0 and dtype in (torch.bfloat16, torch.float32)
+
+
+def cdiv(a: int, b: int) -> int:
+    return -(-a // b)
+
+
+def conv_silu(x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor, length: int) -> torch.Tensor:
+    """u = silu(causal depthwise conv(x) + bias), rows of ``length`` tokens: x (n*L, d) token-major -> (n*L, d).
+
+    ``weight`` (d, d_conv); x may be a column slice (row stride >= d, 16-byte aligned rows).
+    """
+    ntok, d = x.shape
+    vec = CONV_CHANNELS
+    assert x.stride(1) == 1 and ntok % length == 0 and d % vec == 0
+    assert x.data_ptr() % 16 == 0 and (x.stride(0) * x.element_size()) % 16 == 0
+    assert d % 4 == 0
+    k = _module(
+        _CONV_SOURCE, (("IS_BF16", int(x.dtype == torch.bfloat16)), ("DC", weight.shape[-1])), ("conv_silu",), _dev(x)
+    )
+    u = torch.empty(ntok, d, device=x.device, dtype=x.dtype)
+    total = (ntok // length) * cdiv(length, CONV_TOK) * (d // vec)
+    k["conv_silu"](
+        grid=(cdiv(total, 128), 1, 1),
+        block=(128, 1, 1),
+        args=[
+            x,
+            u,
+            weight.float().reshape(d, -1).t().contiguous(),
+            bias.float().contiguous(),
+            ntok,
+            length,
+            d,
+            x.stride(0),
+        ],
+    )
+    return u
+
+
+def pick_chunk(nseq: int, d: int, length: int, tt: int, ch: int) -> int:
+    """Positions per chunk: whole rows when rows x channel blocks make two blocks per SM or more,
+    else enough chunks for about eight blocks per SM (tile multiples)."""
+    sms = torch.cuda.get_device_properties(torch.cuda.current_device()).multi_processor_count
+    blocks = nseq * (d // ch)
+    if blocks >= 2 * sms or length <= 4 * tt:
+        return length
+    k = min(cdiv(8 * sms, blocks), length // (4 * tt))
+    return cdiv(cdiv(length, k), tt) * tt
+
+
+def selective_scan_tm(
+    u: torch.Tensor,
+    z: torch.Tensor,
+    xdbl: torch.Tensor,
+    dt_weight: torch.Tensor,
+    dt_bias: torch.Tensor,
+    A: torch.Tensor,
+    D: torch.Tensor,
+    length: int,
+    chunk: int | None = None,
+    npoly: int | None = None,
+    out: torch.Tensor | None = None,
+    unroll: int | None = None,
+    tile: int | None = None,
+    min_blocks: int | None = None,
+) -> torch.Tensor:
+    """Selective scan on token-major tensors (twin: ``mixer_ref.selective_scan_tm_ref``).
+
+    u (n*L, d) dense, z (n*L, d) (row stride may exceed d), xdbl (n*L, R + 2N) = [dt_low | B | C];
+    delta = softplus(dt_low @ dt_weight^T + dt_bias); A (d, N); y = (C.h + D*u) * silu(z) -> (n*L, d).
+    ``out`` may be ``u`` (y written over u). ``chunk``: positions per chunk (default from ``pick_chunk``).
+    """
+    ntok, d = u.shape
+    ns, rk = A.shape[1], dt_weight.shape[1]
+    n = ntok // length
+    esz = u.element_size()
+    assert ntok == n * length and u.is_contiguous() and z.stride(1) == 1 and xdbl.is_contiguous()
+    assert xdbl.shape[1] == rk + 2 * ns and u.dtype == z.dtype == xdbl.dtype and supports(d, u.dtype)
+    assert z.data_ptr() % 16 == 0 and (z.stride(0) * esz) % 16 == 0 and u.data_ptr() % 16 == 0
+    ch = _block_channels(d)
+    tt = tile or (TT_BF16 if u.dtype == torch.bfloat16 else TT_F32)
+    minb = min_blocks or (DEFAULT_MIN_BLOCKS if u.dtype == torch.bfloat16 else 1)
+    npoly = min(ns, DEFAULT_NPOLY if npoly is None else npoly)
+    k = _module(
+        _SCAN_SOURCE,
+        (
+            ("IS_BF16", int(u.dtype == torch.bfloat16)),
+            ("NS", ns),
+            ("RK", rk),
+            ("CH", ch),
+            ("TT", tt),
+            ("NPOLY", npoly),
+            ("UNR", unroll or DEFAULT_UNROLL),
+            ("MINB", minb),
+        ),
+        ("scan_full", "scan_state", "scan_combine"),
+        _dev(u),
+    )
+    chunk = min(length, chunk or pick_chunk(n, d, length, tt, ch))
+    if chunk < length and chunk % tt:
+        raise ValueError(f"chunk {chunk} is not a multiple of the tile {tt}")
+    K = cdiv(length, chunk)
+    y = torch.empty_like(u) if out is None else out
+    Wdt = dt_weight.float().contiguous()
+    dtb = dt_bias.float().contiguous()
+    A2 = (A.float() * LOG2E).contiguous()
+    Dp = D.float().contiguous()
+    if K > 1:
+        hbuf = torch.empty(n, K, d, ns, device=u.device, dtype=torch.float32)
+        Sbuf = torch.empty(n, K, d, device=u.device, dtype=torch.float32)
+        k["scan_state"](
+            grid=(d // ch, K - 1, n), block=(ch, 1, 1), args=[u, xdbl, Wdt, dtb, A2, hbuf, Sbuf, length, d, chunk, K]
+        )
+        k["scan_combine"](grid=(cdiv(n * d * ns, 256), 1, 1), block=(256, 1, 1), args=[hbuf, Sbuf, A2, n, d, K])
+    else:
+        hbuf = Sbuf = A2  # not read
+    k["scan_full"](
+        grid=(d // ch, K, n),
+        block=(ch, 1, 1),
+        args=[u, z, xdbl, y, Wdt, dtb, A2, Dp, hbuf, Sbuf, length, d, chunk, K, z.stride(0)],
+    )
+    return y
+
+
+def mixer_rows(rows: torch.Tensor, length: int, p, out: torch.Tensor) -> torch.Tensor:
+    """One Mamba direction on token-major rows: rows (n*L, D) -> out (n*L, D), written in place.
+
+    ``p``: ``mixer_ref.MixerWeights``. Twin: ``mixer_ref.mixer_rows_ref``. Intermediates: x, then
+    u (y is written over it), z and xdbl: about 3 * d_inner elements per token at the peak.
+    """
+    dt = rows.dtype
+    d = p.d_inner
+    x = torch.mm(rows, p.in_proj[:d].to(dt).t())  # (n*L, d)
+    u = conv_silu(x, p.conv_weight, p.conv_bias, length)
+    del x
+    xdbl = torch.mm(u, p.x_proj.to(dt).t())  # (n*L, R + 2N)
+    z = torch.mm(rows, p.in_proj[d:].to(dt).t())  # (n*L, d)
+    y = selective_scan_tm(u, z, xdbl, p.dt_weight, p.dt_bias, -torch.exp(p.A_log.float()), p.D, length, out=u)
+    del z, xdbl
+    torch.mm(y, p.out_proj.to(dt).t(), out=out)
+    return out
