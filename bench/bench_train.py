@@ -50,9 +50,19 @@ def main() -> None:
             if i >= 2:
                 times.append(s.elapsed_time(e) / 1e3)
         t = statistics.median(times)
-        rows.append(dict(case=name, batch=b, length=L, seconds_per_step=t, tokens_per_s=b * L / t,
-                         peak_gib=torch.cuda.max_memory_allocated() / 2**30))
-        print(f"{name:<20} {b:>4} x {L:<7} {t:.4f} s/step  {b * L / t / 1e6:.3f} Mtok/s  peak {rows[-1]['peak_gib']:.1f} GiB")
+        rows.append(
+            dict(
+                case=name,
+                batch=b,
+                length=L,
+                seconds_per_step=t,
+                tokens_per_s=b * L / t,
+                peak_gib=torch.cuda.max_memory_allocated() / 2**30,
+            )
+        )
+        print(
+            f"{name:<20} {b:>4} x {L:<7} {t:.4f} s/step  {b * L / t / 1e6:.3f} Mtok/s  peak {rows[-1]['peak_gib']:.1f} GiB"
+        )
         del model, opt
         torch.cuda.empty_cache()
     if args.out:

@@ -25,8 +25,13 @@ train = list(read_fasta_tokens(args.train).values())
 held = list(read_fasta_tokens(args.heldout).values())
 counts = kmer_counts(train, args.k)
 ce = kmer_cross_entropy(counts, held, args.k)
-res = {"k_each_side": args.k, "train": args.train, "heldout": args.heldout, "cross_entropy_nats": ce,
-       "train_positions": int(counts.sum())}
+res = {
+    "k_each_side": args.k,
+    "train": args.train,
+    "heldout": args.heldout,
+    "cross_entropy_nats": ce,
+    "train_positions": int(counts.sum()),
+}
 print(json.dumps(res, indent=2))
 if args.out:
     args.out.write_text(json.dumps(res, indent=2))

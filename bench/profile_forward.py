@@ -1,6 +1,6 @@
 """Top CUDA kernels of one bf16 forward (PS d256 n16, B=1, L=131,072): where the time goes.
 
-    python bench/profile_forward.py [--variant ps] [--batch 1] [--length 131072]
+python bench/profile_forward.py [--variant ps] [--batch 1] [--length 131072]
 """
 
 from __future__ import annotations

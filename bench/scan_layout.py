@@ -47,8 +47,9 @@ def split_call(a, parts):
     step = b // parts
     for i in range(parts):
         sl = slice(i * step, (i + 1) * step)
-        selective_scan_fn(a[0][sl], a[1][sl], a[2], a[3][sl], a[4][sl], a[5], z=a[6][sl], delta_bias=a[7],
-                          delta_softplus=True)
+        selective_scan_fn(
+            a[0][sl], a[1][sl], a[2], a[3][sl], a[4][sl], a[5], z=a[6][sl], delta_bias=a[7], delta_softplus=True
+        )
 
 
 d, n = 512, 16

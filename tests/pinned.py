@@ -27,30 +27,136 @@ PH = f"{DATA}/golden/caduceus_ph_d64_n2"
 
 # name -> (CLI arguments with {out} for the output folder, the output file to read)
 CASES: dict[str, tuple[list[str], str]] = {
-    "quickstart.vcf": (["score-vcf", f"{EX}/chr22_example.vcf.gz", "--ref", f"{EX}/chr22_slice.fa.gz",
-                        "-o", "{out}/scored.vcf.gz"], "scored.vcf.gz"),
-    "probe_embed.txt": (["embed", f"{EX}/chr22_labelled_snvs.tsv", "--ref", f"{EX}/chr22_slice.fa.gz",
-                         "--window", "256", "--flank", "64", "-o", "{out}/snvs.parquet"], "snvs.parquet"),
-    "probe_metrics.json": (["finetune", "--method", "probe", "{out}/snvs.parquet", "--split", "cv",
-                            "-o", "{out}/probe_run"], "probe_run/metrics.json"),
+    "quickstart.vcf": (
+        ["score-vcf", f"{EX}/chr22_example.vcf.gz", "--ref", f"{EX}/chr22_slice.fa.gz", "-o", "{out}/scored.vcf.gz"],
+        "scored.vcf.gz",
+    ),
+    "probe_embed.txt": (
+        [
+            "embed",
+            f"{EX}/chr22_labelled_snvs.tsv",
+            "--ref",
+            f"{EX}/chr22_slice.fa.gz",
+            "--window",
+            "256",
+            "--flank",
+            "64",
+            "-o",
+            "{out}/snvs.parquet",
+        ],
+        "snvs.parquet",
+    ),
+    "probe_metrics.json": (
+        ["finetune", "--method", "probe", "{out}/snvs.parquet", "--split", "cv", "-o", "{out}/probe_run"],
+        "probe_run/metrics.json",
+    ),
     "probe_predictions.tsv": ([], "probe_run/predictions.tsv"),  # written by the case above
-    "probe_scored.vcf": (["score-vcf", f"{EX}/chr22_example.vcf.gz", "--ref", f"{EX}/chr22_slice.fa.gz",
-                          "--probe", "{out}/probe_run/probe.joblib", "-o", "{out}/scored_probe.vcf.gz"],
-                         "scored_probe.vcf.gz"),
-    "pysam20_ps.vcf": (["score-vcf", f"{DATA}/chr20_pysam_20.vcf.gz", "--ref", f"{DATA}/chr20_slices.fa.gz",
-                        "--model", PS, "--window", "301", "--flank", "50", "-b", "16", "-o", "{out}/p.vcf.gz"],
-                       "p.vcf.gz"),
-    "vt_indels_ps.tsv": (["score-vcf", f"{DATA}/chr20_vt_indels.vcf.gz", "--ref", f"{DATA}/chr20_slices.fa.gz",
-                          "--model", PS, "--window", "301", "--flank", "50", "-o", "{out}/i.tsv"], "i.tsv"),
-    "platypus_ps.bcf.vcf": (["score-vcf", f"{DATA}/chr20_platypus_5.vcf.gz", "--ref", f"{DATA}/chr20_slices.fa.gz",
-                             "--model", PS, "--window", "128", "--flank", "20", "-b", "32", "-o", "{out}/pl.bcf"],
-                            "pl.bcf"),
-    "donors10_ph.vcf": (["score-vcf", f"{DATA}/chr22_10donors.vcf.gz", "--ref", f"{DATA}/chr22_slice.fa.gz",
-                         "--model", PH, "--window", "201", "--flank", "30", "-b", "32", "-o", "{out}/d.vcf"],
-                        "d.vcf"),
-    "donors10_embed.txt": (["embed", f"{DATA}/chr22_10donors.vcf.gz", "--ref", f"{DATA}/chr22_slice.fa.gz",
-                            "--model", PS, "--window", "128", "--flank", "16", "-b", "32", "-o", "{out}/d.parquet"],
-                           "d.parquet"),
+    "probe_scored.vcf": (
+        [
+            "score-vcf",
+            f"{EX}/chr22_example.vcf.gz",
+            "--ref",
+            f"{EX}/chr22_slice.fa.gz",
+            "--probe",
+            "{out}/probe_run/probe.joblib",
+            "-o",
+            "{out}/scored_probe.vcf.gz",
+        ],
+        "scored_probe.vcf.gz",
+    ),
+    "pysam20_ps.vcf": (
+        [
+            "score-vcf",
+            f"{DATA}/chr20_pysam_20.vcf.gz",
+            "--ref",
+            f"{DATA}/chr20_slices.fa.gz",
+            "--model",
+            PS,
+            "--window",
+            "301",
+            "--flank",
+            "50",
+            "-b",
+            "16",
+            "-o",
+            "{out}/p.vcf.gz",
+        ],
+        "p.vcf.gz",
+    ),
+    "vt_indels_ps.tsv": (
+        [
+            "score-vcf",
+            f"{DATA}/chr20_vt_indels.vcf.gz",
+            "--ref",
+            f"{DATA}/chr20_slices.fa.gz",
+            "--model",
+            PS,
+            "--window",
+            "301",
+            "--flank",
+            "50",
+            "-o",
+            "{out}/i.tsv",
+        ],
+        "i.tsv",
+    ),
+    "platypus_ps.bcf.vcf": (
+        [
+            "score-vcf",
+            f"{DATA}/chr20_platypus_5.vcf.gz",
+            "--ref",
+            f"{DATA}/chr20_slices.fa.gz",
+            "--model",
+            PS,
+            "--window",
+            "128",
+            "--flank",
+            "20",
+            "-b",
+            "32",
+            "-o",
+            "{out}/pl.bcf",
+        ],
+        "pl.bcf",
+    ),
+    "donors10_ph.vcf": (
+        [
+            "score-vcf",
+            f"{DATA}/chr22_10donors.vcf.gz",
+            "--ref",
+            f"{DATA}/chr22_slice.fa.gz",
+            "--model",
+            PH,
+            "--window",
+            "201",
+            "--flank",
+            "30",
+            "-b",
+            "32",
+            "-o",
+            "{out}/d.vcf",
+        ],
+        "d.vcf",
+    ),
+    "donors10_embed.txt": (
+        [
+            "embed",
+            f"{DATA}/chr22_10donors.vcf.gz",
+            "--ref",
+            f"{DATA}/chr22_slice.fa.gz",
+            "--model",
+            PS,
+            "--window",
+            "128",
+            "--flank",
+            "16",
+            "-b",
+            "32",
+            "-o",
+            "{out}/d.parquet",
+        ],
+        "d.parquet",
+    ),
 }
 
 
@@ -83,8 +189,10 @@ def _parquet(path: Path) -> bytes:
             emb = table.column(name).combine_chunks()
             flat = np.asarray(emb.flatten().to_numpy(), np.float32)
             nulls = emb.is_null().to_numpy(zero_copy_only=False)
-            lines.append(f"embedding {len(emb)} rows, nulls {int(nulls.sum())}, "
-                         f"sha256 {hashlib.sha256(flat.tobytes()).hexdigest()}")
+            lines.append(
+                f"embedding {len(emb)} rows, nulls {int(nulls.sum())}, "
+                f"sha256 {hashlib.sha256(flat.tobytes()).hexdigest()}"
+            )
         else:
             lines.append(f"{name} {json.dumps(table.column(name).to_pylist())}")
     return ("\n".join(lines) + "\n").encode()

@@ -15,8 +15,17 @@ def scan_inputs(b, d, n, L, groups, seed):
     g = torch.Generator().manual_seed(seed)
     r = lambda *s: torch.randn(*s, generator=g)  # noqa: E731
     bshape = (b, n, L) if groups == 0 else (b, groups, n, L)
-    return dict(u=r(b, d, L), delta=r(b, d, L), A=-torch.rand(d, n, generator=g) * 3, B=r(*bshape), C=r(*bshape),
-                D=r(d), z=r(b, d, L), delta_bias=r(d), delta_softplus=True)
+    return dict(
+        u=r(b, d, L),
+        delta=r(b, d, L),
+        A=-torch.rand(d, n, generator=g) * 3,
+        B=r(*bshape),
+        C=r(*bshape),
+        D=r(d),
+        z=r(b, d, L),
+        delta_bias=r(d),
+        delta_softplus=True,
+    )
 
 
 @pytest.mark.parametrize("L,groups,seed", [(1, 0, 0), (37, 0, 1), (100, 2, 2), (257, 4, 3)])

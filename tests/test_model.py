@@ -35,8 +35,10 @@ def test_golden_ps_depends_on_half_swap():
     d = GOLDEN / "caduceus_ps_d64_n2"
     fused = load_model(d, backend="torch")
     unfused = perturbed_model(True, d_model=64, n_layer=2, fused=False)
-    state = {k.replace(".norm.weight", ".norm.submodule.weight").replace("norm_f.weight", "norm_f.submodule.weight"): v
-             for k, v in fused.state_dict().items()}
+    state = {
+        k.replace(".norm.weight", ".norm.submodule.weight").replace("norm_f.weight", "norm_f.submodule.weight"): v
+        for k, v in fused.state_dict().items()
+    }
     unfused.load_state_dict(state)
     x = torch.load(d / "expected.pt")["input_ids"]
     with torch.no_grad():
@@ -57,7 +59,10 @@ def test_every_ps_layer_is_rc_equivariant(fused):
             h1, r1 = layer(h, r, K)
             h2, r2 = layer(rc_hidden(h), rc_hidden(r), K)
             assert rel(h2, rc_hidden(h1)) < 1e-5 and rel(r2, rc_hidden(r1)) < 1e-6
-            assert rel(rc_mixer(layer.mixer.submodule, rc_hidden(h), K), rc_hidden(rc_mixer(layer.mixer.submodule, h, K))) < 1e-5
+            assert (
+                rel(rc_mixer(layer.mixer.submodule, rc_hidden(h), K), rc_hidden(rc_mixer(layer.mixer.submodule, h, K)))
+                < 1e-5
+            )
         norm = bb.final_norm
         final = lambda x: add_norm(x, None, norm.weight, norm.eps, False, True, False)[0]  # noqa: E731
         assert rel(final(rc_hidden(h)), rc_hidden(final(h))) < 1e-6

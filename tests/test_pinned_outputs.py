@@ -18,6 +18,7 @@ def test_output_bytes_unchanged(name, outputs):
     expected = gzip.decompress((PINNED / f"{name}.gz").read_bytes())
     got = outputs[name]
     if got != expected:
-        diff = difflib.unified_diff(expected.decode().splitlines(), got.decode().splitlines(), "pinned", "now",
-                                    lineterm="", n=0)
+        diff = difflib.unified_diff(
+            expected.decode().splitlines(), got.decode().splitlines(), "pinned", "now", lineterm="", n=0
+        )
         pytest.fail(f"{name} changed:\n" + "\n".join(list(diff)[:40]))

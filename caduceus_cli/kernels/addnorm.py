@@ -10,7 +10,12 @@ import torch
 
 
 def add_norm(
-    h: torch.Tensor, residual: torch.Tensor | None, weight: torch.Tensor, eps: float, swap: bool, rc_pair: bool,
+    h: torch.Tensor,
+    residual: torch.Tensor | None,
+    weight: torch.Tensor,
+    eps: float,
+    swap: bool,
+    rc_pair: bool,
     residual_fp32: bool,
 ) -> tuple[torch.Tensor, torch.Tensor]:
     """(normed, new_residual). ``residual = h + residual`` (halves swapped if ``swap``), then RMSNorm;
@@ -33,9 +38,20 @@ def add_norm(
 
 
 def add_norm_pair(
-    h: torch.Tensor | None, o_f: torch.Tensor | None, o_r: torch.Tensor | None, residual: torch.Tensor | None,
-    weight: torch.Tensor, eps: float, *, batch: int, length: int, swap: bool, rcps: bool, residual_fp32: bool,
-    final: bool, out_dtype: torch.dtype,
+    h: torch.Tensor | None,
+    o_f: torch.Tensor | None,
+    o_r: torch.Tensor | None,
+    residual: torch.Tensor | None,
+    weight: torch.Tensor,
+    eps: float,
+    *,
+    batch: int,
+    length: int,
+    swap: bool,
+    rcps: bool,
+    residual_fp32: bool,
+    final: bool,
+    out_dtype: torch.dtype,
 ) -> tuple[torch.Tensor, torch.Tensor]:
     """The block boundary of the flip-free path (reference twin of ``addnorm_triton.add_norm_pair``).
 

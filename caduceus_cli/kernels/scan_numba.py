@@ -25,7 +25,6 @@ except ImportError:  # pragma: no cover - numba is a declared dependency
 _FASTMATH = {"nnan", "ninf", "nsz", "arcp", "afn"}
 
 if nb is not None:
-
     # fastmath without 'reassoc' and 'contract': with them, the kernel numba caches on disk and a fresh
     # compile gave different bits (up to 1e-4), so a run's scores depended on whether it was the first
     # since install. These flags keep exp fast (~15% off full fastmath) and every run bit-identical.
@@ -95,8 +94,15 @@ def selective_scan_numba(
         zf = z.float().contiguous() if z is not None else uf
         y = torch.empty(b, d, L, dtype=torch.float32)
         _scan_kernel(
-            uf.numpy(), dlt.contiguous().numpy(), A.float().contiguous().numpy(), Bt.numpy(), Ct.numpy(),
-            Df.numpy(), zf.numpy(), y.numpy(), z is not None,
+            uf.numpy(),
+            dlt.contiguous().numpy(),
+            A.float().contiguous().numpy(),
+            Bt.numpy(),
+            Ct.numpy(),
+            Df.numpy(),
+            zf.numpy(),
+            y.numpy(),
+            z is not None,
         )
     return y.to(dtype)
 

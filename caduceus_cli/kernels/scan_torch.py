@@ -155,7 +155,9 @@ def causal_conv1d_ref(
     """Depthwise causal conv of x (b, d, L) with weight (d, w), as causal-conv1d's ``causal_conv1d_fn``."""
     d, w = weight.shape
     L = x.shape[-1]
-    out = F.conv1d(x, weight.unsqueeze(1).to(x.dtype), None if bias is None else bias.to(x.dtype), padding=w - 1, groups=d)
+    out = F.conv1d(
+        x, weight.unsqueeze(1).to(x.dtype), None if bias is None else bias.to(x.dtype), padding=w - 1, groups=d
+    )
     out = out[..., :L]
     if activation in ("silu", "swish"):
         out = F.silu(out)

@@ -139,8 +139,12 @@ class Backbone(nn.Module):
 
     def forward(self, ids: torch.Tensor, kernels: Backend, output_hidden_states: bool = False):
         # inference only: the Triton add/norm has no backward, and the chunked out_proj writes in place
-        if kernels.add_norm_pair is not None and not torch.is_grad_enabled() and not output_hidden_states \
-                and self._all_add():
+        if (
+            kernels.add_norm_pair is not None
+            and not torch.is_grad_enabled()
+            and not output_hidden_states
+            and self._all_add()
+        ):
             return self.forward_flip_free(ids, kernels), None
         h = self.embeddings(ids)  # (B, L, H)
         residual = None
@@ -154,7 +158,6 @@ class Backbone(nn.Module):
         if all_hidden is not None:
             all_hidden.append(out)
         return out, all_hidden
-
 
     def _all_add(self) -> bool:
         return all(self._parts(layer)[0].strategy == "add" for layer in self.layers)
@@ -181,12 +184,37 @@ class Backbone(nn.Module):
         for i, layer in enumerate(self.layers):
             mixer, norm, swap = self._parts(layer)
             X, residual = kernels.add_norm_pair(
-                h if i == 0 else None, o_f, o_r, residual, norm.weight, norm.eps, batch=bsz, length=L, swap=swap,
-                rcps=self.rcps, residual_fp32=layer.residual_in_fp32, final=False, out_dtype=act)  # X (2, M, L, D)
+                h if i == 0 else None,
+                o_f,
+                o_r,
+                residual,
+                norm.weight,
+                norm.eps,
+                batch=bsz,
+                length=L,
+                swap=swap,
+                rcps=self.rcps,
+                residual_fp32=layer.residual_in_fp32,
+                final=False,
+                out_dtype=act,
+            )  # X (2, M, L, D)
             o_f, o_r = mixer.forward_split(X, kernels)  # each (M*L, D)
         norm = self.final_norm
-        out, _ = kernels.add_norm_pair(None, o_f, o_r, residual, norm.weight, norm.eps, batch=bsz, length=L,
-                                       swap=False, rcps=self.rcps, residual_fp32=False, final=True, out_dtype=act)
+        out, _ = kernels.add_norm_pair(
+            None,
+            o_f,
+            o_r,
+            residual,
+            norm.weight,
+            norm.eps,
+            batch=bsz,
+            length=L,
+            swap=False,
+            rcps=self.rcps,
+            residual_fp32=False,
+            final=True,
+            out_dtype=act,
+        )
         return out  # (B, L, C)
 
 

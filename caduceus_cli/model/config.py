@@ -45,7 +45,11 @@ class CaduceusConfig:
     pad_vocab_size_multiple: int = 8
     norm_epsilon: float = 1e-5
     initializer_cfg: dict[str, Any] = field(
-        default_factory=lambda: {"initializer_range": 0.02, "rescale_prenorm_residual": True, "n_residuals_per_layer": 1}
+        default_factory=lambda: {
+            "initializer_range": 0.02,
+            "rescale_prenorm_residual": True,
+            "n_residuals_per_layer": 1,
+        }
     )
     bidirectional: bool = True
     bidirectional_strategy: str = "add"
@@ -105,9 +109,7 @@ class CaduceusConfig:
         if self.d_model <= 0 or self.n_layer <= 0:
             problems.append(f"d_model={self.d_model}, n_layer={self.n_layer} must be positive")
         if self.rcps and len(self.complement_map) != self.padded_vocab_size:
-            problems.append(
-                f"complement_map has {len(self.complement_map)} entries, expected {self.padded_vocab_size}"
-            )
+            problems.append(f"complement_map has {len(self.complement_map)} entries, expected {self.padded_vocab_size}")
         if problems:
             raise ConfigError("unsupported model config: " + "; ".join(problems))
 
@@ -132,7 +134,9 @@ class CaduceusConfig:
         try:
             raw = json.loads(Path(path).read_text())
         except json.JSONDecodeError as exc:
-            raise ConfigError(f"{path}: not valid JSON ({exc.msg} at line {exc.lineno}); re-download the model") from exc
+            raise ConfigError(
+                f"{path}: not valid JSON ({exc.msg} at line {exc.lineno}); re-download the model"
+            ) from exc
         if not isinstance(raw, dict):
             raise ConfigError(f"{path}: expected a JSON object")
         return cls.from_dict(raw)
