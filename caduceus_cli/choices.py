@@ -56,6 +56,16 @@ class OutputType(Choice):
     TSV = "tsv"
 
 
+class Score(Choice):
+    LLR = "llr"  # CAD_LLR: masked forwards only
+    COS = "cos"  # CAD_COS: reference and alternate forwards
+
+
+class WindowMode(Choice):
+    CENTRED = "centred"  # one window per site, the variant in the middle (the paper's protocol)
+    SHARED = "shared"  # tiles shared by the sites in their central core
+
+
 class Classifier(Choice):
     SVM = "svm"
     LOGREG = "logreg"

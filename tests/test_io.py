@@ -72,7 +72,7 @@ def _one_record(tmp_path):
         "22\t100\tv1\tA\tG,T\t.\t.\tDP=3\n22\t200\t.\tC\t.\t.\t.\t.\n"
     )
     reader = VariantReader(str(src))
-    add_header_lines(reader.header, {"version": "x"}, with_prob=False)
+    add_header_lines(reader.header, {"version": "x"}, ("CAD_LLR", "CAD_COS"))
     return reader, [rec for _, rec in reader]
 
 
@@ -94,7 +94,7 @@ def test_vcf_writer_annotates_a_copy_and_indexes(tmp_path):
 def test_tsv_writer_one_row_per_alt(tmp_path):
     reader, recs = _one_record(tmp_path)
     out = tmp_path / "o.tsv"
-    w = TsvWriter(str(out), {"version": "x"}, with_prob=True)
+    w = TsvWriter(str(out), {"version": "x"}, ("CAD_LLR", "CAD_COS", "CAD_PROB"))
     w.write(recs[0], Annotation((0.5, None), (0.25, None), ("SYMBOLIC",), (0.9, None)))
     w.write(recs[1], Annotation((), (), (), ()))
     w.close(True)

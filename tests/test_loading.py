@@ -7,7 +7,7 @@ from safetensors.torch import load_file, save_file
 
 from caduceus_cli import load_model, save_model
 from caduceus_cli.errors import ModelLoadError
-from tests.conftest import random_ids
+from tests.conftest import GOLDEN, random_ids
 
 
 def copy_model(golden_dir, tmp_path):
@@ -117,3 +117,18 @@ def test_hub_id_from_local_cache(golden_dir, monkeypatch, tmp_path):
     for f in ("config.json", "model.safetensors"):
         shutil.copy(golden_dir / f, snap / f)
     assert load_model("org/tiny-caduceus").config.d_model == 64
+
+
+def test_training_length_of_published_checkpoints_comes_from_their_name(tmp_path):
+    """The hub checkpoints carry no max_seq_len: seqlen-131k / seqlen-1k in the id or folder name gives it."""
+    from caduceus_cli.inference.spec import spec_for
+    from caduceus_cli.model.loading import training_length
+
+    for name, length in (("caduceus-ps_seqlen-131k_d_model-256_n_layer-16", 131_072),
+                         ("caduceus-ph_seqlen-1k_d_model-256_n_layer-4", 1_024)):
+        d = tmp_path / f"models--kuleshov-group--{name}" / "snapshots" / "abc123"
+        shutil.copytree(GOLDEN / "caduceus_ps_d64_n2", d)
+        model = load_model(d)
+        assert model.config.max_seq_len is None and training_length(model) == length
+        assert spec_for(model, "sha", "variant").window == length
+    assert training_length(load_model(GOLDEN / "caduceus_ps_d64_n2")) is None

@@ -6,7 +6,7 @@ from pathlib import Path
 
 import typer
 
-from caduceus_cli.choices import BackendChoice, OutputType, Precision
+from caduceus_cli.choices import BackendChoice, OutputType, Precision, Score, WindowMode, choice
 from caduceus_cli.cli import options as o
 from caduceus_cli.cli.progress import err_console, progress_reporter
 
@@ -14,7 +14,8 @@ EPILOG = (
     "Examples:\n\n"
     "  caduceus score-vcf examples/chr22_example.vcf.gz --ref examples/chr22_slice.fa.gz -o scored.vcf.gz\n\n"
     "  bcftools view -r 22 calls.bcf | caduceus score-vcf - --ref hg19.fa -o - -O tsv | head\n\n"
-    "  caduceus score-vcf calls.vcf.gz --ref hg19.fa --probe probe_run/probe.joblib -o scored.vcf.gz"
+    "  caduceus score-vcf calls.vcf.gz --ref hg19.fa --probe probe_run/probe.joblib -o scored.vcf.gz\n\n"
+    "  caduceus score-vcf genome.vcf.gz --ref hg38.fa --windows shared --scores llr -o llr.vcf.gz"
 )
 
 
@@ -31,6 +32,14 @@ def score_vcf_cmd(
         None, help="Embedding pooling half-width around the variant (default 768, or the probe's)."
     ),
     batch_size: int = o.BATCH,
+    scores: str = typer.Option("llr,cos", help="Scores to compute: llr (masked forwards only), cos, or both."),
+    windows: WindowMode = typer.Option(
+        WindowMode.CENTRED,
+        help="centred: one window per variant (the paper's); "
+        "shared: tiles shared by the variants of their central core (much faster).",
+    ),
+    core: int | None = typer.Option(None, help="--windows shared: core of each tile in bp (default: half the window)."),
+    min_spacing: int = typer.Option(0, help="--windows shared: SNV/MNVs closer than this go to further masked passes."),
     probe: Path | None = typer.Option(
         None, "--probe", help="Probe from `caduceus finetune --method probe`: adds CAD_PROB."
     ),
@@ -58,6 +67,10 @@ def score_vcf_cmd(
         output_type=output_type,
         probe=o.path_or_none(probe),
         tissue=tissue,
+        scores=tuple(choice(Score, x.strip(), "--scores") for x in scores.split(",") if x.strip()),
+        windows=windows,
+        core=core,
+        min_spacing=min_spacing,
     )
     with progress_reporter("variants", count_records(vcf), quiet=quiet) as advance:
         summary = score_vcf(vcf, str(ref), out, model, opts, progress=advance, command=o.command_line())

@@ -136,3 +136,51 @@ class WindowEngine:
             out.append(logp.cpu())
             self.windows_run += len(batch) * (1 if self.rcps else 2)
         return torch.cat(out).numpy() if out else np.zeros((0, length, 4), np.float32)
+
+    @torch.inference_mode()
+    def pooled_features_at(
+        self, ids: np.ndarray, centres: list[np.ndarray], flank: int, layer: int = -1, rc_mode: str = "avg"
+    ) -> list[np.ndarray]:
+        """ids (N, W) and, per row, the positions to pool around -> per row (k_i, F) float32 means over
+        [c - flank, c + flank] (clipped to the window), from one forward per row.
+
+        A row pooled at one position takes the slice's mean; a row pooled at several (a shared tile) takes
+        differences of a float64 running sum along the window. One copy to the host per batch.
+        """
+        W = ids.shape[1]
+        out: list[np.ndarray] = []
+        for offset, batch in zip(range(0, len(ids), self.batch_size), self._batches(ids), strict=True):
+            with self._ctx():
+                feats = self.token_features(batch, layer, rc_mode)  # (n, W, F)
+            pooled, sizes = [], []
+            for r in range(len(batch)):
+                cs_ = np.asarray(centres[offset + r], np.int64)
+                if len(cs_) == 1:
+                    lo, hi = max(0, int(cs_[0]) - flank), min(W, int(cs_[0]) + flank + 1)
+                    pooled.append(feats[r, lo:hi].float().mean(0, keepdim=True))  # (1, F)
+                else:
+                    cs = torch.nn.functional.pad(feats[r].double().cumsum(0), (0, 0, 1, 0))  # (W + 1, F), cs[0] = 0
+                    c = torch.as_tensor(cs_, device=cs.device)  # (k,)
+                    lo, hi = (c - flank).clamp(min=0), (c + flank + 1).clamp(max=W)
+                    pooled.append(((cs[hi] - cs[lo]) / (hi - lo).unsqueeze(1)).float())  # (k, F)
+                sizes.append(len(cs_))
+            host = torch.cat(pooled).cpu().numpy()  # (sum k, F)
+            out += np.split(host, np.cumsum(sizes)[:-1])
+        return out
+
+    @torch.inference_mode()
+    def masked_logprobs_at(self, ids: np.ndarray, positions: list[np.ndarray]) -> list[np.ndarray]:
+        """ids (N, W) already masked at ``positions[i]`` in row i -> per row log P over ACGT there, (k_i, 4)."""
+        out: list[np.ndarray] = []
+        for offset, batch in zip(range(0, len(ids), self.batch_size), self._batches(ids), strict=True):
+            with self._ctx():
+                logits = self.model(batch).logits  # (n, W, V)
+                lrc = None if self.rcps else self.model(reverse_complement_ids(batch)).logits.flip(1)
+            for r in range(len(batch)):
+                p = torch.as_tensor(positions[offset + r], dtype=torch.long, device=logits.device)  # (k,)
+                logp = torch.log_softmax(logits[r, p][:, ACGT].float(), -1)  # (k, 4)
+                if lrc is not None:  # Ph: the RC pass, re-aligned to forward positions and complemented
+                    logp = (logp + torch.log_softmax(lrc[r, p][:, TGCA].float(), -1)) * 0.5
+                out.append(logp.cpu().numpy())
+            self.windows_run += len(batch) * (1 if self.rcps else 2)
+        return out

@@ -41,15 +41,30 @@ class WindowSource(Protocol):
 
 @dataclass(frozen=True)
 class WindowLayout:
-    """How windows are laid around sites: length ``window``, the variant at index ``window // 2``."""
+    """How windows are laid around sites.
+
+    Centred (``core`` None, the paper's protocol): one window per site, the variant at index
+    ``window // 2``. Shared (``core`` set): the contig is cut into tiles of ``window`` bp whose
+    central ``core`` bp do not overlap (tile k holds 0-based positions [k core, (k + 1) core) in
+    its core and starts at k core - (window - core) // 2); a site is scored in the tile whose core
+    holds its first base, so every site keeps at least (window - core) // 2 bp of context each side.
+    """
 
     window: int
     n_fraction_flag: float = N_FRACTION_FLAG
     strict: bool = False  # REF mismatch / missing contig: raise instead of flagging
+    core: int | None = None
 
     @property
     def centre(self) -> int:
         return self.window // 2
+
+    def place(self, pos0: int) -> tuple[int, int]:
+        """(window start, index of ``pos0`` in the window), both 0-based."""
+        if self.core is None:
+            return pos0 - self.centre, self.centre
+        start = (pos0 // self.core) * self.core - (self.window - self.core) // 2
+        return start, pos0 - start
 
 
 @dataclass(frozen=True)
@@ -83,17 +98,36 @@ class SitePlan:
         return (self.chrom, self.start)
 
     @property
-    def mask_key(self) -> tuple[str | None, int, int]:
-        return (self.chrom, self.start, len(self.variant.ref))
+    def feature_key(self) -> tuple[str | None, int, int]:
+        """The reference window and the position pooled around it."""
+        return (self.chrom, self.start, self.centre)
+
+    @property
+    def mask_key(self) -> tuple[str | None, int, int, int]:
+        """The reference window and the masked span (its start in the window and length)."""
+        return (self.chrom, self.start, self.centre, len(self.variant.ref))
 
 
 class SitePlanner:
     """Plans sites against a reference; warns once per contig the reference lacks."""
 
+    _SPARE = 1024  # shared tiles are fetched this much longer, for the deletions of their sites
+
     def __init__(self, reference: WindowSource, layout: WindowLayout) -> None:
         self.ref = reference
         self.layout = layout
         self._warned: set[str] = set()
+        self._tile: tuple[tuple, object] | None = None  # the last shared tile fetched
+
+    def _window(self, chrom: str, start: int, length: int):
+        if self.layout.core is None:
+            return self.ref.window(chrom, start, length)
+        want = self.layout.window + self._SPARE
+        if length > want:
+            return self.ref.window(chrom, start, length)
+        if self._tile is None or self._tile[0] != (chrom, start):
+            self._tile = ((chrom, start), self.ref.window(chrom, start, want))
+        return self._tile[1]
 
     def plan(self, v: Variant) -> SitePlan:
         if not v.alts:
@@ -102,13 +136,13 @@ class SitePlanner:
         if chrom is None:
             return SitePlan(v, self._missing_contig(v))
         ref_allele = v.ref.upper()
-        c, W = self.layout.centre, self.layout.window
+        W = self.layout.window
+        start, c = self.layout.place(v.pos0)
         if len(ref_allele) > W - c:
             return SitePlan(v, ("TOO_LONG",))
         kinds = [allele_class(ref_allele, a) for a in v.alts]
         longest_del = max([len(ref_allele) - len(a) for a, k in zip(v.alts, kinds, strict=True) if k == "indel"] + [0])
-        start = v.pos0 - c
-        win = self.ref.window(chrom, start, W + longest_del)
+        win = self._window(chrom, start, W + longest_del)
         if win.seq[c : c + len(ref_allele)] != ref_allele:
             if self.layout.strict:
                 raise ReferenceError_(

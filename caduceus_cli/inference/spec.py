@@ -15,6 +15,7 @@ from dataclasses import asdict, dataclass
 from caduceus_cli import __version__
 from caduceus_cli.choices import Pool, RcMode, choice
 from caduceus_cli.errors import OptionError
+from caduceus_cli.model.loading import training_length
 
 log = logging.getLogger(__name__)
 
@@ -51,11 +52,11 @@ class EmbeddingSpec:
         return [f"{k} {getattr(self, k)} vs {getattr(other, k)}" for k in keys if getattr(self, k) != getattr(other, k)]
 
 
-def resolve_window(config, requested: int | None) -> int:
+def resolve_window(model, requested: int | None) -> int:
     """The window in bp: ``requested``, else the model's training length; checked against 1..MAX_WINDOW."""
     w = requested
     if not w:
-        w = config.max_seq_len
+        w = training_length(model)
         if not w:
             log.warning("model config has no max_seq_len; using a %s bp window (set --window)", f"{FALLBACK_WINDOW:,}")
             w = FALLBACK_WINDOW
@@ -93,7 +94,7 @@ def spec_for(
     variant pooled by 'mean' averages its whole window, so its flank becomes the window.
     """
     cfg = model.config
-    w = resolve_window(cfg, window)
+    w = resolve_window(model, window)
     pool = choice(Pool, pool, "--pool")
     rc_mode = choice(RcMode, rc_mode, "--rc-mode")
     check_layer(cfg, layer)

@@ -40,14 +40,22 @@ INFO_FIELDS = {
 }
 
 
+SCORE_FIELDS = ("CAD_LLR", "CAD_COS", "CAD_PROB")  # per-ALT fields, in output order (CAD_FLAG after COS)
+
+
 @dataclass(frozen=True)
 class Annotation:
-    """What score-vcf adds to one record: per-ALT scores (None = not scored) and the record's flags."""
+    """What score-vcf adds to one record: per-ALT scores (None = not scored; a field that is None as a
+    whole is not written) and the record's flags."""
 
-    llr: tuple[float | None, ...]
-    cos: tuple[float | None, ...]
+    llr: tuple[float | None, ...] | None
+    cos: tuple[float | None, ...] | None
     flags: tuple[str, ...]
     prob: tuple[float | None, ...] | None = None
+
+    def fields(self) -> dict[str, tuple[float | None, ...]]:
+        values = {"CAD_LLR": self.llr, "CAD_COS": self.cos, "CAD_PROB": self.prob}
+        return {k: v for k, v in values.items() if v is not None}
 
 
 def output_format(path: str, fmt: OutputType | str | None) -> OutputType:
@@ -66,10 +74,10 @@ def output_format(path: str, fmt: OutputType | str | None) -> OutputType:
     return OutputType.VCF
 
 
-def add_header_lines(header: pysam.VariantHeader, provenance: dict[str, str], with_prob: bool) -> None:
-    """Declare the CAD_* INFO fields (replacing same-named ones) and add ``##caduceus_KEY=VALUE`` lines."""
+def add_header_lines(header: pysam.VariantHeader, provenance: dict[str, str], fields: tuple[str, ...]) -> None:
+    """Declare CAD_FLAG and the score ``fields`` (replacing same-named ones); add ``##caduceus_KEY=VALUE`` lines."""
     for key, (number, typ, desc) in INFO_FIELDS.items():
-        if key == "CAD_PROB" and not with_prob:
+        if key != "CAD_FLAG" and key not in fields:
             continue
         if key in header.info:
             header.info.remove_header(key)
@@ -113,10 +121,8 @@ class VcfWriter:
     def write(self, rec: pysam.VariantRecord, ann: Annotation) -> None:
         rec = rec.copy()
         if rec.alts:
-            rec.info["CAD_LLR"] = ann.llr
-            rec.info["CAD_COS"] = ann.cos
-            if ann.prob is not None:
-                rec.info["CAD_PROB"] = ann.prob
+            for key, values in ann.fields().items():
+                rec.info[key] = values
         if ann.flags:
             rec.info["CAD_FLAG"] = ann.flags
         if self.vf is not None:
@@ -148,7 +154,7 @@ class VcfWriter:
             pysam.tabix_index(self.out.path, preset="bcf", csi=True, force=True, keep_original=True)
 
 
-TSV_COLUMNS = ["chrom", "pos", "id", "ref", "alt", "CAD_LLR", "CAD_COS", "CAD_FLAG"]
+TSV_KEYS = ["chrom", "pos", "id", "ref", "alt"]
 
 
 def _num(x: float | None) -> str:
@@ -158,7 +164,7 @@ def _num(x: float | None) -> str:
 class TsvWriter:
     """One row per ALT (a record with no ALT gets one row with alt '.'); provenance as '# caduceus_' lines."""
 
-    def __init__(self, path: str, provenance: dict[str, str], with_prob: bool) -> None:
+    def __init__(self, path: str, provenance: dict[str, str], fields: tuple[str, ...]) -> None:
         self.out = AtomicOutput(path)
         if self.out.stdout:
             self.fh = sys.stdout
@@ -168,23 +174,19 @@ class TsvWriter:
             self.fh = open(self.out.tmp, "w", newline="")
         for key, value in provenance.items():
             self.fh.write(f"# caduceus_{key}={value}\n")
-        self.columns = TSV_COLUMNS + (["CAD_PROB"] if with_prob else [])
+        self.before = [f for f in ("CAD_LLR", "CAD_COS") if f in fields]  # columns before CAD_FLAG
+        self.after = [f for f in ("CAD_PROB",) if f in fields]
+        self.columns = TSV_KEYS + self.before + ["CAD_FLAG"] + self.after
         self.w = csv.writer(self.fh, delimiter="\t", lineterminator="\n")
         self.w.writerow(self.columns)
 
     def write(self, rec: pysam.VariantRecord, ann: Annotation) -> None:
         flags = ",".join(ann.flags) or "."
-        if not rec.alts:
-            self.w.writerow(
-                [rec.chrom, rec.pos, rec.id or ".", rec.ref, ".", ".", ".", flags]
-                + (["."] if ann.prob is not None else [])
-            )
-            return
-        for i, alt in enumerate(rec.alts):
-            row = [rec.chrom, rec.pos, rec.id or ".", rec.ref, alt, _num(ann.llr[i]), _num(ann.cos[i]), flags]
-            if ann.prob is not None:
-                row.append(_num(ann.prob[i]))
-            self.w.writerow(row)
+        values = ann.fields()
+        for i, alt in enumerate(rec.alts or (".",)):
+            cells = {f: _num(values[f][i]) if rec.alts else "." for f in self.before + self.after}
+            row = [rec.chrom, rec.pos, rec.id or ".", rec.ref, alt, *(cells[f] for f in self.before), flags]
+            self.w.writerow(row + [cells[f] for f in self.after])
 
     def close(self, ok: bool) -> None:
         if self.fh is not sys.stdout:

@@ -7,7 +7,7 @@ import os
 import torch
 
 from caduceus_cli.kernels.backend import available_backends, resolve_backend
-from caduceus_cli.model.loading import load_model, weights_sha256
+from caduceus_cli.model.loading import load_model, training_length, weights_sha256
 
 
 def describe_model(source: str | os.PathLike | None = None) -> dict[str, str]:
@@ -22,7 +22,7 @@ def describe_model(source: str | os.PathLike | None = None) -> dict[str, str]:
         "d_model": str(cfg.d_model),
         "n_layer": str(cfg.n_layer),
         "parameters": f"{n_params:,}",
-        "training_length": str(cfg.max_seq_len or "unknown"),
+        "training_length": str(training_length(model) or "unknown"),
         "fused_add_norm": str(cfg.fused_add_norm).lower(),
         "weights_sha256": weights_sha256(model.source_dir),
         "backend_auto": resolve_backend("auto", "cuda" if torch.cuda.is_available() else "cpu"),

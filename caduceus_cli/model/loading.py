@@ -11,6 +11,7 @@ import functools
 import hashlib
 import json
 import logging
+import math
 import os
 import re
 from pathlib import Path
@@ -48,6 +49,25 @@ def default_model_dir() -> Path:
         f"no default model found (looked in {' and '.join(map(str, candidates))}); "
         "pass --model DIR or a hub id, or set CADUCEUS_DEFAULT_MODEL"
     )
+
+
+_SEQLEN = re.compile(r"seqlen-(\d+)(k?)(?![0-9a-zA-Z])", re.IGNORECASE)
+
+
+def training_length(model: CaduceusForMaskedLM) -> int | None:
+    """The training length: ``max_seq_len`` of the config, else the ``seqlen-131k`` / ``seqlen-1k`` of the
+    model's hub id or folder name (the published checkpoints carry no length in their config), else None."""
+    if model.config.max_seq_len:
+        return int(model.config.max_seq_len)
+    names = [str(getattr(model, "source", "") or "")]
+    if getattr(model, "source_dir", None) is not None:
+        names += list(Path(model.source_dir).parts)
+    for name in names:
+        m = _SEQLEN.search(name)
+        if m:
+            n = int(m.group(1))  # "131k" is 2^17 = 131,072 and "1k" is 1,024: the nearest power of two
+            return 2 ** round(math.log2(n * 1000)) if m.group(2) else n
+    return None
 
 
 def is_tied_key(key: str) -> bool:

@@ -11,7 +11,8 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 
 from caduceus_cli import __version__
-from caduceus_cli.choices import OutputType, Pool
+from caduceus_cli.choices import OutputType, Pool, Score, WindowMode, choice
+from caduceus_cli.errors import OptionError
 from caduceus_cli.inference.featurise import Featuriser, SiteScores, scored_chunks
 from caduceus_cli.inference.planner import N_FRACTION_FLAG, SitePlanner, WindowLayout
 from caduceus_cli.inference.runtime import InferenceOptions, Runtime
@@ -20,12 +21,18 @@ from caduceus_cli.io.vcf import VariantReader
 from caduceus_cli.io.writers import Annotation, TsvWriter, VcfWriter, add_header_lines, output_format
 from caduceus_cli.probe.apply import SiteProbe
 
+DEFAULT_MIN_SPACING = 0  # bp; measured in bench/README.md (shared windows vs centred)
+
 
 @dataclass(frozen=True)
 class ScoreOptions(InferenceOptions):
     """Options of ``score_vcf`` (runtime and feature options are ``InferenceOptions``'s)."""
 
     output_type: OutputType | str | None = None  # default: from the output file name
+    scores: tuple[Score | str, ...] = (Score.LLR, Score.COS)
+    windows: WindowMode | str = WindowMode.CENTRED
+    core: int | None = None  # shared windows: bp of a tile's core (default: half the window)
+    min_spacing: int = DEFAULT_MIN_SPACING  # shared windows: closer SNV/MNVs go to further masked passes
     probe: str | None = None  # probe file from `finetune --method probe`: adds CAD_PROB
     tissue: str | None = None  # tissue of every variant, for a probe trained with tissue
     n_fraction_flag: float = N_FRACTION_FLAG
@@ -66,6 +73,10 @@ def score_vcf(
     called after each chunk of n records.
     """
     fmt = output_format(out, opts.output_type)
+    scores = {choice(Score, x, "--scores") for x in opts.scores}
+    if not scores:
+        raise OptionError("--scores: name at least one of llr, cos")
+    mode = choice(WindowMode, opts.windows, "--windows")
     probe = SiteProbe.load(opts.probe, opts.tissue) if opts.probe else None
     with Runtime(model, opts, ref) as rt:
         reference = rt.need_reference("score-vcf")
@@ -82,21 +93,36 @@ def score_vcf(
             )
         else:
             spec = probe.spec_for(rt.model, rt.model_sha256, opts.window, opts.flank)
-        layout = WindowLayout(spec.window, opts.n_fraction_flag, opts.strict)
+        layout = WindowLayout(spec.window, opts.n_fraction_flag, opts.strict, _core(spec.window, mode, opts.core))
         planner = SitePlanner(reference, layout)
-        featuriser = Featuriser(rt.engine, spec, llr=True)
+        featuriser = Featuriser(
+            rt.engine,
+            spec,
+            llr=Score.LLR in scores,
+            features=Score.COS in scores or probe is not None,
+            min_spacing=opts.min_spacing,
+        )
+        fields = tuple(
+            f
+            for f, on in (
+                ("CAD_LLR", Score.LLR in scores),
+                ("CAD_COS", Score.COS in scores),
+                ("CAD_PROB", probe is not None),
+            )
+            if on
+        )
         summary = ScoreSummary(window=spec.window, output=out)
         with VariantReader(vcf) as reader:
-            provenance = _provenance(rt, spec, command, probe)
-            add_header_lines(reader.header, provenance, with_prob=probe is not None)
+            provenance = _provenance(rt, spec, command, probe, layout, scores)
+            add_header_lines(reader.header, provenance, fields)
             if fmt == OutputType.TSV:
-                writer: TsvWriter | VcfWriter = TsvWriter(out, provenance, probe is not None)
+                writer: TsvWriter | VcfWriter = TsvWriter(out, provenance, fields)
             else:
                 writer = VcfWriter(out, fmt, reader.header, reference.lengths)
             ok = False
             try:
                 for chunk in scored_chunks(reader, planner, featuriser, opts.chunk_sites):
-                    _write_chunk(chunk, writer, probe, summary)
+                    _write_chunk(chunk, writer, probe, summary, fields)
                     if progress:
                         progress(len(chunk))
                 ok = True
@@ -106,7 +132,19 @@ def score_vcf(
     return summary
 
 
-def _provenance(rt: Runtime, spec, command: str | None, probe: SiteProbe | None) -> dict[str, str]:
+def _core(window: int, mode: WindowMode, core: int | None) -> int | None:
+    """The shared tiles' core in bp (None for centred windows); default half the window."""
+    if mode == WindowMode.CENTRED:
+        return None
+    core = window // 2 if core is None else core
+    if not 1 <= core <= window:
+        raise OptionError(f"--core {core}: must be between 1 and the window ({window})")
+    return core
+
+
+def _provenance(
+    rt: Runtime, spec, command: str | None, probe: SiteProbe | None, layout: WindowLayout, scores: set[Score]
+) -> dict[str, str]:
     prov = {"version": __version__}
     if command is not None:
         prov["command"] = command
@@ -118,19 +156,29 @@ def _provenance(rt: Runtime, spec, command: str | None, probe: SiteProbe | None)
         "precision": rt.engine.precision.value,
         "backend": rt.backend_name,
     }
+    if layout.core is not None:
+        prov["windows"] = f"shared (core {layout.core} bp)"
+    if scores != {Score.LLR, Score.COS}:
+        prov["scores"] = ",".join(sorted(x.value for x in scores))
     if probe is not None:
         prov["probe"] = probe.describe()
     return prov
 
 
 def _write_chunk(
-    chunk: list[tuple[SiteScores, object]], writer, probe: SiteProbe | None, summary: ScoreSummary
+    chunk: list[tuple[SiteScores, object]],
+    writer,
+    probe: SiteProbe | None,
+    summary: ScoreSummary,
+    fields: tuple[str, ...],
 ) -> None:
     probs = probe.predict_sites([s for s, _ in chunk]) if probe is not None else None
     for j, (s, rec) in enumerate(chunk):
         summary.records += 1
         summary.alts += s.plan.n_alts
-        summary.scored += sum(1 for x in s.cos if x is not None)
+        summary.scored += sum(1 for i in range(s.plan.n_alts) if s.cos[i] is not None or s.llr[i] is not None)
         summary.flags.update(s.flags)
         prob = tuple(probs[j]) if probs is not None else None
-        writer.write(rec, Annotation(tuple(s.llr), tuple(s.cos), s.flags, prob))
+        llr = tuple(s.llr) if "CAD_LLR" in fields else None
+        cos = tuple(s.cos) if "CAD_COS" in fields else None
+        writer.write(rec, Annotation(llr, cos, s.flags, prob))
