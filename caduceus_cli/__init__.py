@@ -30,6 +30,13 @@ _EXPORTS = {
     "finetune_probe": "caduceus_cli.pipelines.finetune_probe",
     "FinetuneOptions": "caduceus_cli.pipelines.finetune_probe",
     "ProbeReport": "caduceus_cli.pipelines.finetune_probe",
+    "finetune_full": "caduceus_cli.pipelines.finetune_full",
+    "FullFinetuneOptions": "caduceus_cli.pipelines.finetune_full",
+    "FinetuneResult": "caduceus_cli.pipelines.finetune_full",
+    "predict": "caduceus_cli.pipelines.predict",
+    "PredictOptions": "caduceus_cli.pipelines.predict",
+    "PredictResult": "caduceus_cli.pipelines.predict",
+    "load_finetuned": "caduceus_cli.model.heads",
     "pretrain": "caduceus_cli.training.pretrain",
     "PretrainConfig": "caduceus_cli.training.pretrain",
     "fit_probe": "caduceus_cli.probe.model",
@@ -56,6 +63,13 @@ __all__ = [  # the names of _EXPORTS, spelled out for tools that read __all__ st
     "finetune_probe",
     "FinetuneOptions",
     "ProbeReport",
+    "finetune_full",
+    "FullFinetuneOptions",
+    "FinetuneResult",
+    "predict",
+    "PredictOptions",
+    "PredictResult",
+    "load_finetuned",
     "pretrain",
     "PretrainConfig",
     "fit_probe",
@@ -87,9 +101,12 @@ if TYPE_CHECKING:  # for type checkers and IDEs; at run time the names load on f
     from caduceus_cli.io.variant import Variant
     from caduceus_cli.model.caduceus import CaduceusForMaskedLM
     from caduceus_cli.model.config import CaduceusConfig
+    from caduceus_cli.model.heads import load_finetuned
     from caduceus_cli.model.loading import load_model, save_model
     from caduceus_cli.pipelines.embed import EmbedOptions, EmbedResult, embed, read_embeddings
+    from caduceus_cli.pipelines.finetune_full import FinetuneResult, FullFinetuneOptions, finetune_full
     from caduceus_cli.pipelines.finetune_probe import FinetuneOptions, ProbeReport, finetune_probe
+    from caduceus_cli.pipelines.predict import PredictOptions, PredictResult, predict
     from caduceus_cli.pipelines.score_vcf import ScoreOptions, ScoreSummary, score_vcf
     from caduceus_cli.probe.model import Probe, ProbeOptions, fit_probe
     from caduceus_cli.training.pretrain import PretrainConfig, pretrain

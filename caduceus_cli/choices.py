@@ -81,6 +81,16 @@ class FinetuneMethod(Choice):
     FULL = "full"
 
 
+class Task(Choice):
+    CLASSIFICATION = "classification"  # cross-entropy, binary or multi-class
+    REGRESSION = "regression"  # MSE, one or more targets
+
+
+class HeadPool(Choice):
+    MEAN = "mean"  # mean over the sequence's positions (strand-averaged features)
+    MAX = "max"
+
+
 E = TypeVar("E", bound=Choice)
 
 

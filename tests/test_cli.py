@@ -42,8 +42,8 @@ def test_table_errors_are_one_line_with_exit_code_7(tmp_path):
     b = run("finetune", str(bad), "--ref", ref, "-o", str(tmp_path / "o"))
     assert b.returncode == 7 and "bad.tsv: row 1 (chr22:20000950 A>G): REF does not match" in " ".join(b.stderr.split())
     assert "Traceback" not in b.stderr
-    m = run("finetune", "--method", "full", str(bad), "-o", str(tmp_path / "o"))
-    assert m.returncode == 2 and "--method full" in m.stderr
+    m = run("finetune", "--method", "full", str(bad), "-o", str(tmp_path / "o"))  # full wants sequences
+    assert m.returncode == 7 and "bad.tsv: no sequence column" in m.stderr and "Traceback" not in m.stderr
 
 
 def test_bad_choices_stop_with_one_line(tmp_path):

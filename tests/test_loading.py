@@ -124,8 +124,10 @@ def test_training_length_of_published_checkpoints_comes_from_their_name(tmp_path
     from caduceus_cli.inference.spec import spec_for
     from caduceus_cli.model.loading import training_length
 
-    for name, length in (("caduceus-ps_seqlen-131k_d_model-256_n_layer-16", 131_072),
-                         ("caduceus-ph_seqlen-1k_d_model-256_n_layer-4", 1_024)):
+    for name, length in (
+        ("caduceus-ps_seqlen-131k_d_model-256_n_layer-16", 131_072),
+        ("caduceus-ph_seqlen-1k_d_model-256_n_layer-4", 1_024),
+    ):
         d = tmp_path / f"models--kuleshov-group--{name}" / "snapshots" / "abc123"
         shutil.copytree(GOLDEN / "caduceus_ps_d64_n2", d)
         model = load_model(d)

@@ -21,7 +21,7 @@ except ImportError:  # older typer runs on click itself
     from click.exceptions import NoArgsIsHelpError, UsageError
 
 from caduceus_cli import __version__
-from caduceus_cli.cli import doctor, embed, finetune, info, pretrain, score
+from caduceus_cli.cli import doctor, embed, finetune, info, predict, pretrain, score
 from caduceus_cli.cli.progress import err_console
 from caduceus_cli.errors import (
     BackendUnavailableError,
@@ -77,6 +77,7 @@ app.command("score-vcf", epilog=score.EPILOG)(score.score_vcf_cmd)
 app.command("embed", epilog=embed.EPILOG)(embed.embed_cmd)
 app.command("finetune", epilog=finetune.EPILOG)(finetune.finetune_cmd)
 app.command("pretrain", epilog=pretrain.EPILOG)(pretrain.pretrain_cmd)
+app.command("predict", epilog=predict.EPILOG)(predict.predict_cmd)
 app.command("doctor", epilog=doctor.EPILOG)(doctor.doctor_cmd)
 
 

@@ -112,6 +112,19 @@ class Reference:
             return ""
         return self._fasta.fetch(chrom, s, e).upper().translate(_IUPAC_TO_N)
 
+    def region(self, iv: Interval0, where: str) -> str:
+        """The sequence of a BED interval, its contig reconciled; errors name ``where`` (file and line)."""
+        chrom = self.resolve(iv.chrom)
+        if chrom is None:
+            raise InputFileError(
+                f"{where}: region {iv.label()}: contig {iv.chrom} is not in {self.describe()} (use --rename-chrs)"
+            )
+        if iv.end > self.lengths[chrom]:
+            raise InputFileError(
+                f"{where}: region {iv.label()} runs past the end of {chrom} ({self.lengths[chrom]:,} bp)"
+            )
+        return self.fetch(chrom, iv.start, iv.end)
+
     def window(self, chrom: str, start: int, length: int) -> Window:
         """``length`` bases from 0-based ``start``; positions outside the contig become N."""
         contig_len = self.lengths[chrom]

@@ -223,16 +223,7 @@ def fasta_items(path: str) -> Iterator[tuple[dict, str]]:
 
 def bed_items(path: str, reference: Reference) -> Iterator[tuple[dict, str]]:
     for iv in read_bed(path):
-        chrom = reference.resolve(iv.chrom)
-        if chrom is None:
-            raise InputFileError(
-                f"{path}: region {iv.label()}: contig {iv.chrom} is not in {reference.describe()} (use --rename-chrs)"
-            )
-        if iv.end > reference.lengths[chrom]:
-            raise InputFileError(
-                f"{path}: region {iv.label()} runs past the end of {chrom} ({reference.lengths[chrom]:,} bp)"
-            )
-        yield _region_key(iv), reference.fetch(chrom, iv.start, iv.end)
+        yield _region_key(iv), reference.region(iv, path)
 
 
 def _region_key(iv: Interval0) -> dict:

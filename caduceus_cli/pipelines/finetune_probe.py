@@ -83,8 +83,8 @@ def finetune_probe(
     split = choice(Split, opts.split, "--split")
     if method != FinetuneMethod.PROBE:
         raise OptionError(
-            f"--method {method}: this version fits probes on frozen embeddings (--method probe); "
-            "full fine-tuning is on the roadmap"
+            f"--method {method}: finetune_probe fits probes on frozen embeddings; for full fine-tuning call "
+            "caduceus_cli.pipelines.finetune_full.finetune_full (the CLI dispatches --method full there)"
         )
     if not Path(input_path).exists():
         raise InputFileError(f"{input_path}: no such labelled table or embeddings file")

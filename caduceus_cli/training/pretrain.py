@@ -10,7 +10,6 @@ from __future__ import annotations
 import contextlib
 import json
 import logging
-import os
 import signal
 import time
 from dataclasses import asdict, dataclass, field
@@ -29,6 +28,10 @@ from caduceus_cli.model.config import CaduceusConfig
 from caduceus_cli.model.loading import load_model, save_model
 from caduceus_cli.tokenizer import reverse_complement_ids
 from caduceus_cli.training.data import ChunkSampler, read_fasta_tokens, tile_chunks
+from caduceus_cli.training.loop import StopFlag as _Stop  # shared with fine-tuning: one SIGTERM flag
+from caduceus_cli.training.loop import dist_env as _dist_env
+from caduceus_cli.training.loop import latest_checkpoint, pick_train_device, write_state
+from caduceus_cli.training.loop import on_sigterm as _on_sigterm
 from caduceus_cli.training.masking import IGNORE, mask_tokens
 from caduceus_cli.training.optim import param_groups, warmup_cosine
 
@@ -71,36 +74,13 @@ class PretrainConfig:
     extra: dict = field(default_factory=dict)
 
 
-class _Stop:
-    requested = False
-
-
-def _on_sigterm(signum, frame) -> None:  # HPC preemption: finish the step, checkpoint, exit
-    _Stop.requested = True
-
-
-def _dist_env() -> tuple[int, int, int]:
-    return int(os.environ.get("RANK", 0)), int(os.environ.get("WORLD_SIZE", 1)), int(os.environ.get("LOCAL_RANK", 0))
-
-
-def latest_checkpoint(out_dir: Path) -> Path | None:
-    ckpts = sorted(out_dir.glob("checkpoints/step-*"), key=lambda p: int(p.name.split("-")[1]))
-    ckpts = [c for c in ckpts if (c / "training_state.pt").exists()]
-    return ckpts[-1] if ckpts else None
-
-
 class Trainer:
     def __init__(self, cfg: PretrainConfig) -> None:
         self.cfg = cfg
         self.rank, self.world, local = _dist_env()
         if self.world > 1 and not dist.is_initialized():
             dist.init_process_group("nccl" if torch.cuda.is_available() and cfg.device != "cpu" else "gloo")
-        if cfg.device == "auto":
-            self.device = torch.device(f"cuda:{local}" if torch.cuda.is_available() else "cpu")
-        else:
-            self.device = torch.device(cfg.device)
-        if self.device.type == "cuda":
-            torch.cuda.set_device(self.device)
+        self.device = pick_train_device(cfg.device, local)  # 'cuda' alone: this rank's GPU
         precision = choice(Precision, cfg.precision, "--precision")
         self.bf16 = precision == Precision.BF16 or (precision == Precision.AUTO and self.device.type == "cuda")
         self.out = Path(cfg.out_dir)
@@ -162,8 +142,8 @@ class Trainer:
             return None
         ck = self.out / "checkpoints" / f"step-{self.step:07d}"
         save_model(self.model, ck)
-        tmp = ck / "training_state.pt.tmp"
-        torch.save(
+        write_state(
+            ck,
             {
                 "optimizer": self.opt.state_dict(),
                 "step": self.step,
@@ -173,9 +153,7 @@ class Trainer:
                 "torch_rng": torch.get_rng_state(),
                 "config": asdict(self.cfg),
             },
-            tmp,
         )
-        tmp.replace(ck / "training_state.pt")
         log.info("checkpoint %s", ck)
         return ck
 

@@ -2,7 +2,9 @@
 
 Provenance (see ../shared/data/README.md): GRCh37 chr20 from vt-examples 0.57721+ds-3 (MIT);
 chr22:20,000,001-21,000,000 from hisat2 2.2.1-4 examples; VCFs from python-pysam-tests 0.20.0
-(MIT), vt-examples (MIT) and drop-seq-testdata 2.5.2 (10 donors, chr22 slice).
+(MIT), vt-examples (MIT) and drop-seq-testdata 2.5.2 (10 donors, chr22 slice); E. coli K-12 MG1655
+bases 1-100,000 (ecoli_slice.fa.gz, the non-human class of the fine-tuning tests) from ragout-examples 2.3-4
+(BSD-3), other/MG1655-K12.fasta.gz.
 Sequence outside the kept regions is N, so coordinates stay those of GRCh37.
 """
 
@@ -63,6 +65,14 @@ def chr22_vcf(dest: Path, n: int | None) -> None:
     pysam.tabix_index(str(dest), preset="vcf", force=True)
 
 
+def ecoli_slice(dest: Path, length: int = 100_000) -> None:
+    """The first ``length`` bp of E. coli K-12 MG1655 (contig ``K-12-MG1655``): the second class of the
+    fine-tuning tests (human chr20 windows vs E. coli windows)."""
+    with pysam.FastxFile(str(SHARED / "other" / "MG1655-K12.fasta.gz")) as fh:
+        rec = next(iter(fh))
+    write_fasta(dest, rec.name, rec.sequence[:length].upper())
+
+
 def labelled_example(dest: Path, every: int = 8, flank: int = 32) -> None:
     """SNVs of the 10-donor VCF with a synthetic, sequence-context label for the probe demo.
 
@@ -86,6 +96,7 @@ if __name__ == "__main__":
     chr20_slices()
     chr22_slice(HERE / "chr22_slice.fa.gz")
     chr22_vcf(HERE / "chr22_10donors.vcf.gz", None)
+    ecoli_slice(HERE / "ecoli_slice.fa.gz")
     EXAMPLES.mkdir(exist_ok=True)
     chr22_slice(EXAMPLES / "chr22_slice.fa.gz")
     chr22_vcf(EXAMPLES / "chr22_example.vcf.gz", 50)
