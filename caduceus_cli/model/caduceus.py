@@ -198,6 +198,7 @@ class Backbone(nn.Module):
                 final=False,
                 out_dtype=act,
             )  # X (2, M, L, D)
+            h = o_f = o_r = None  # read by the boundary: free them before the mixer allocates (peak memory)
             o_f, o_r = mixer.forward_split(X, kernels)  # each (M*L, D)
         norm = self.final_norm
         out, _ = kernels.add_norm_pair(
