@@ -126,3 +126,45 @@ def test_output_format_and_atomic_output(tmp_path):
     assert list(tmp_path.iterdir()) == []
     with pytest.raises(InputFileError, match="output folder .* does not exist"):
         AtomicOutput(str(tmp_path / "no" / "x.txt"))
+
+
+def test_output_edge_cases_through_the_cli(tmp_path):
+    """Unsorted records: written in full, left unindexed with a warning; -O z to stdout is bgzip;
+    an output folder that cannot be written is one line, exit 3, nothing left behind."""
+    import subprocess
+    import sys
+
+    from tests.conftest import GOLDEN
+
+    src = tmp_path / "unsorted.vcf"
+    src.write_text(
+        "##fileformat=VCFv4.2\n##contig=<ID=22>\n#CHROM\tPOS\tID\tREF\tALT\tQUAL\tFILTER\tINFO\n"
+        "22\t20001006\tb\tG\tA\t.\t.\t.\n22\t20000950\ta\tT\tG\t.\t.\t.\n"
+    )
+    base = [
+        sys.executable,
+        "-m",
+        "caduceus_cli",
+        "score-vcf",
+        str(src),
+        "--ref",
+        str(DATA / "chr22_slice.fa.gz"),
+        "--model",
+        str(GOLDEN / "caduceus_ps_d64_n2"),
+        "--window",
+        "64",
+        "-q",
+    ]
+    p = subprocess.run(base + ["-o", str(tmp_path / "o.vcf.gz")], capture_output=True, text=True)
+    assert p.returncode == 0 and "not indexed: its records are not sorted" in " ".join(p.stderr.split())
+    with pysam.VariantFile(str(tmp_path / "o.vcf.gz")) as vf:
+        assert [r.id for r in vf] == ["b", "a"]
+    assert not (tmp_path / "o.vcf.gz.tbi").exists()
+    z = subprocess.run(base + ["-O", "z", "-o", "-"], capture_output=True)
+    assert z.returncode == 0 and z.stdout[:2] == b"\x1f\x8b"
+    assert [x.split("\t")[2] for x in gzip.decompress(z.stdout).decode().splitlines() if x[0] != "#"] == ["b", "a"]
+    not_a_folder = tmp_path / "file.txt"
+    not_a_folder.write_text("x")
+    bad = subprocess.run(base + ["-o", str(not_a_folder / "o.vcf")], capture_output=True, text=True)
+    assert bad.returncode == 3 and "cannot write in" in bad.stderr and "Traceback" not in bad.stderr
+    assert sorted(x.name for x in tmp_path.iterdir()) == ["file.txt", "o.vcf.gz", "unsorted.vcf"]

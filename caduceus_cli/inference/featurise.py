@@ -126,10 +126,10 @@ class Featuriser:
         ref_feats = self._pooled([by_ref[k] for k in ref_keys], centre)
         for k, idx in ref_keys.items():
             self._ref_cache[k] = ref_feats[idx]
-            if len(self._ref_cache) > REF_CACHE_WINDOWS:
-                self._ref_cache.popitem(last=False)
-        alt_feats = self._pooled(list(alt_keys), centre)
         ref = {k: self._ref_cache[k] for k in by_ref} if self.features else {}
+        while len(self._ref_cache) > REF_CACHE_WINDOWS:  # oldest first, after this chunk's look-ups
+            self._ref_cache.popitem(last=False)
+        alt_feats = self._pooled(list(alt_keys), centre)
         alt = {(seq, centre): alt_feats[i] for seq, i in alt_keys.items()}
         return ref, alt, self._masked_logprobs(mask_keys, by_ref, centre)
 
@@ -268,10 +268,11 @@ def scored_chunks(
 
 
 def _tile_boundary(plans: list[SitePlan], limit: int) -> int:
-    """How many plans to score now: all but the trailing run in the last plan's tile (0: wait for more)."""
-    last = plans[-1].window_key
+    """How many plans to score now: all but the trailing run in the last scorable plan's tile (unscorable
+    records inside that run wait with it); 0: wait for more."""
+    last = next((p.window_key for p in reversed(plans) if p.scorable), None)
     cut = len(plans)
-    while cut and plans[cut - 1].window_key == last:
+    while cut and (not plans[cut - 1].scorable or plans[cut - 1].window_key == last):
         cut -= 1
     return cut if cut or len(plans) < limit else len(plans)
 

@@ -27,7 +27,10 @@ class AtomicOutput:
             target = Path(path)
             if not target.parent.exists():
                 raise InputFileError(f"{path}: output folder {target.parent} does not exist")
-            fd, tmp = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".part", dir=target.parent)
+            try:
+                fd, tmp = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".part", dir=target.parent)
+            except OSError as exc:
+                raise InputFileError(f"{path}: cannot write in {target.parent} ({exc.strerror})") from exc
             os.close(fd)
             self.tmp = tmp
 

@@ -8,6 +8,8 @@ from __future__ import annotations
 
 import csv
 import gzip
+import logging
+import os
 import sys
 from dataclasses import dataclass
 
@@ -16,6 +18,8 @@ import pysam
 from caduceus_cli.choices import OutputType, choice
 from caduceus_cli.errors import InputFileError
 from caduceus_cli.io.atomic import AtomicOutput
+
+log = logging.getLogger(__name__)
 
 INFO_FIELDS = {
     "CAD_LLR": (
@@ -101,19 +105,23 @@ class VcfWriter:
         self.fmt = fmt
         self.vf = None
         self.fh = None
-        if fmt == OutputType.BCF:
-            for name, length in (contigs or {}).items():
-                if name not in header.contigs:
-                    header.contigs.add(name, length=length)
-            self.vf = pysam.VariantFile(self.out.tmp, "wb", header=header)
-        elif self.out.stdout:
-            self.fh = sys.stdout
-        elif fmt == OutputType.VCF_GZ:
-            self.fh = pysam.BGZFile(self.out.tmp, "wb")
-        else:
-            self.fh = open(self.out.tmp, "w")
-        if self.fh is not None:
-            self._put(str(header))
+        try:
+            if fmt == OutputType.BCF:
+                for name, length in (contigs or {}).items():
+                    if name not in header.contigs:
+                        header.contigs.add(name, length=length)
+                self.vf = pysam.VariantFile(self.out.tmp, "wb", header=header)
+            elif fmt == OutputType.VCF_GZ:  # bgzip, to a file or (path '-') to standard output
+                self.fh = pysam.BGZFile(self.out.tmp, "wb")
+            elif self.out.stdout:
+                self.fh = sys.stdout
+            else:
+                self.fh = open(self.out.tmp, "w")
+            if self.fh is not None:
+                self._put(str(header))
+        except OSError as exc:
+            self.out.abort()
+            raise InputFileError(f"{path}: cannot write ({exc})") from exc
 
     def _put(self, text: str) -> None:
         self.fh.write(text.encode() if isinstance(self.fh, pysam.BGZFile) else text)
@@ -146,12 +154,18 @@ class VcfWriter:
             self.out.abort()
             return
         self.out.commit()
-        if self.out.stdout:
+        if self.out.stdout or self.fmt not in (OutputType.VCF_GZ, OutputType.BCF):
             return
-        if self.fmt == OutputType.VCF_GZ:
-            pysam.tabix_index(self.out.path, preset="vcf", force=True, keep_original=True)
-        elif self.fmt == OutputType.BCF:
-            pysam.tabix_index(self.out.path, preset="bcf", csi=True, force=True, keep_original=True)
+        bcf = self.fmt == OutputType.BCF
+        try:
+            pysam.tabix_index(self.out.path, preset="bcf" if bcf else "vcf", csi=bcf, force=True, keep_original=True)
+        except OSError:  # records out of order: the output stands (nothing is lost), without an index
+            for ext in (".csi", ".tbi"):
+                if os.path.exists(self.out.path + ext):
+                    os.unlink(self.out.path + ext)
+            log.warning(
+                "%s is not indexed: its records are not sorted (bcftools sort, then bcftools index)", self.out.path
+            )
 
 
 TSV_KEYS = ["chrom", "pos", "id", "ref", "alt"]
@@ -166,12 +180,16 @@ class TsvWriter:
 
     def __init__(self, path: str, provenance: dict[str, str], fields: tuple[str, ...]) -> None:
         self.out = AtomicOutput(path)
-        if self.out.stdout:
-            self.fh = sys.stdout
-        elif path.endswith(".gz"):
-            self.fh = gzip.open(self.out.tmp, "wt", newline="")
-        else:
-            self.fh = open(self.out.tmp, "w", newline="")
+        try:
+            if self.out.stdout:
+                self.fh = sys.stdout
+            elif path.endswith(".gz"):
+                self.fh = gzip.open(self.out.tmp, "wt", newline="")
+            else:
+                self.fh = open(self.out.tmp, "w", newline="")
+        except OSError as exc:
+            self.out.abort()
+            raise InputFileError(f"{path}: cannot write ({exc})") from exc
         for key, value in provenance.items():
             self.fh.write(f"# caduceus_{key}={value}\n")
         self.before = [f for f in ("CAD_LLR", "CAD_COS") if f in fields]  # columns before CAD_FLAG
