@@ -52,7 +52,8 @@ def test_snv_window_centre_and_keys():
     alt = p.variant.alts[0]
     assert p.alt_seqs == {0: CONTIG[30:40] + alt + CONTIG[41:51]}
     assert p.masked and p.key == 7 and p.n_alts == 1
-    assert p.window_key == ("s", 30) and p.mask_key == ("s", 30, 10, 1)
+    assert p.window_key == ("s", 30) and p.alleles[0].mask_key == ("s", 30, 10, 1)
+    assert p.alleles[0].feature_key == ("s", 30, 10) and p.alleles[0].ref_seq is p.ref_seq
 
 
 def test_indels_mnv_and_lowercase_alleles():
@@ -64,7 +65,7 @@ def test_indels_mnv_and_lowercase_alleles():
     assert dele.alt_seqs[0] == CONTIG[30:41] + CONTIG[43:53]  # filled from beyond the window
     assert len(dele.alt_seqs[0]) == 21
     mnv = plan(Variant("s", pos0 + 1, ref2[:2], ("GG",)))
-    assert mnv.masked and mnv.mask_key == ("s", 30, 10, 2)
+    assert mnv.masked and mnv.alleles[0].mask_key == ("s", 30, 10, 2)
 
 
 def test_flags():

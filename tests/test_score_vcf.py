@@ -66,7 +66,7 @@ def test_multiallelic_indels_and_symbolic(tmp_path):
     assert [x.id for x in r] == ["m1", "m2", "m3", "m4"]
     assert r[0].info["CAD_LLR"][0] is not None and r[0].info["CAD_LLR"][1] is not None
     assert r[0].info["CAD_LLR"][2] is None and "SYMBOLIC" in r[0].info["CAD_FLAG"]
-    assert r[1].info["CAD_COS"][0] is not None and r[1].info["CAD_LLR"][0] is None  # insertion: COS only
+    assert r[1].info["CAD_COS"][0] is not None and r[1].info["CAD_LLR"][0] is not None  # insertion: PLL difference
     assert r[2].info["CAD_COS"][0] is not None  # deletion
     assert r[3].info["CAD_COS"][0] is None and "SYMBOLIC" in r[3].info["CAD_FLAG"]
     # REF mismatch: C is not what chr22 has at 20000950 (T)

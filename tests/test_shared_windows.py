@@ -1,10 +1,11 @@
 """score-vcf --windows shared and --scores on real chr22 calls with the shipped model (issue: genome scale).
 
 Shared tiles must agree with the paper's centred windows (CAD_LLR Pearson >= 0.995), keep every record in
-input order, and not depend on how the input is chunked.
+input order, and not depend on how the input is chunked; indels get a finite CAD_LLR in both modes.
 """
 
 import gzip
+import math
 import random
 
 import numpy as np
@@ -59,6 +60,18 @@ def test_shared_agrees_with_centred(centred, shared):
         assert len(pairs) > 150
         r = np.corrcoef(pairs.T)[0, 1]
         assert r >= bar, f"{key}: Pearson {r:.4f} between shared and centred windows"
+
+
+def test_indels_get_finite_llr_in_both_modes(centred, shared):
+    for recs in (centred, shared):
+        indels = [
+            (r, i)
+            for r in recs
+            for i, a in enumerate(r[3] or ())
+            if len(a) != len(r[2]) and set(a) <= set("ACGT") and not r[4].get("CAD_FLAG")
+        ]
+        assert len(indels) > 20  # (their CAD_LLR also joins the agreement above)
+        assert all(math.isfinite(r[4]["CAD_LLR"][i]) for r, i in indels)
 
 
 def test_llr_only_writes_no_cos_and_the_same_llr(calls, shared, tmp_path):

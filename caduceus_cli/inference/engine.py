@@ -52,8 +52,10 @@ class WindowEngine:
         return contextlib.nullcontext()
 
     def _batches(self, ids: np.ndarray):
+        """Batches of token windows (n, L) as int64 on the device (``ids`` may be any integer type, e.g. uint8)."""
         for i in range(0, len(ids), self.batch_size):
-            yield torch.from_numpy(ids[i : i + self.batch_size]).to(self.device, non_blocking=True)
+            batch = torch.from_numpy(np.ascontiguousarray(ids[i : i + self.batch_size]))
+            yield batch.to(self.device, non_blocking=True).long()
 
     def feature_dim(self, rc_mode: RcMode | str = RcMode.AVG) -> int:
         return feature_dim(self.model.config, rc_mode)
@@ -139,13 +141,21 @@ class WindowEngine:
 
     @torch.inference_mode()
     def pooled_features_at(
-        self, ids: np.ndarray, centres: list[np.ndarray], flank: int, layer: int = -1, rc_mode: str = "avg"
+        self,
+        ids: np.ndarray,
+        centres: list[np.ndarray],
+        flank: int,
+        layer: int = -1,
+        rc_mode: str = "avg",
+        running: bool = False,
     ) -> list[np.ndarray]:
         """ids (N, W) and, per row, the positions to pool around -> per row (k_i, F) float32 means over
         [c - flank, c + flank] (clipped to the window), from one forward per row.
 
-        A row pooled at one position takes the slice's mean; a row pooled at several (a shared tile) takes
-        differences of a float64 running sum along the window. One copy to the host per batch.
+        A row pooled at one position takes the slice's mean, unless ``running``; a row pooled at several (a
+        shared tile), or any row with ``running``, takes differences of a float64 running sum along the
+        window, so a position's features do not depend on the other positions pooled with it. One copy to
+        the host per batch.
         """
         W = ids.shape[1]
         out: list[np.ndarray] = []
@@ -155,7 +165,7 @@ class WindowEngine:
             pooled, sizes = [], []
             for r in range(len(batch)):
                 cs_ = np.asarray(centres[offset + r], np.int64)
-                if len(cs_) == 1:
+                if len(cs_) == 1 and not running:
                     lo, hi = max(0, int(cs_[0]) - flank), min(W, int(cs_[0]) + flank + 1)
                     pooled.append(feats[r, lo:hi].float().mean(0, keepdim=True))  # (1, F)
                 else:

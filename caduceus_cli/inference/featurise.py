@@ -1,23 +1,29 @@
 """The featuriser: runs the model on planned sites and turns its outputs into per-ALT features and scores.
 
-Per ALT of a planned site:
+Per ALT of a planned site (each ALT scored where the planner put it: SNVs and MNVs at the VCF
+position, indels left-aligned, see ``planner``):
 
-- CAD_LLR (SNV, MNV): log P(alt) - log P(ref) over A/C/G/T at the REF positions, all
-  masked in one forward of the reference window, summed over positions, averaged
-  over both strands. Indels get None: a masked model has no likelihood for a length
-  change at one position.
+- CAD_LLR, SNV and MNV: log P(alt) - log P(ref) over A/C/G/T at the REF positions, all
+  masked in one forward of the reference window, summed over the positions where the
+  alleles differ, averaged over both strands.
+- CAD_LLR, indel: PLL(alt) - PLL(ref), pseudo-log-likelihoods of the alternate and the
+  reference window over the changed bases plus ``PLL_FLANK`` (3) bases each side, each base
+  masked in a forward of its own (``pll``; 13 masked forwards for a 1-bp indel).
 - CAD_COS (SNV, MNV, indel): cosine distance of the RC-averaged embeddings of the
   reference and alternate windows, mean-pooled over +/- flank positions around the
-  variant.
+  variant's first (an indel's: anchor) base.
 - The paper's variant feature: [ref pooled, alt pooled] (``SiteScores.variant_features``).
 
 Within a chunk identical windows run once (multi-allelic sites share the reference
 and masked windows); reference-window features are also cached across chunks.
+``scored_chunks`` plans and tokenises the next chunk on a worker thread while the
+model runs the current one.
 """
 
 from __future__ import annotations
 
 import logging
+import threading
 from collections import OrderedDict
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
@@ -25,8 +31,11 @@ from typing import TypeVar
 
 import numpy as np
 
+from caduceus_cli.inference.chunking import Chunker, chunk_key
 from caduceus_cli.inference.engine import WindowEngine
-from caduceus_cli.inference.planner import SitePlan, SitePlanner
+from caduceus_cli.inference.planner import AllelePlan, SitePlan, SitePlanner
+from caduceus_cli.inference.pll import PLL_FLANK, IndelPll
+from caduceus_cli.inference.prefetch import locked, prefetched
 from caduceus_cli.inference.spec import EmbeddingSpec
 from caduceus_cli.io.variant import Variant
 from caduceus_cli.tokenizer import MASK, encode
@@ -36,6 +45,7 @@ log = logging.getLogger(__name__)
 _BASE_INDEX = {"A": 0, "C": 1, "G": 2, "T": 3}
 REF_CACHE_WINDOWS = 4096
 T = TypeVar("T")
+Tokens = dict[str, np.ndarray]  # window -> its token ids (W,), uint8
 
 
 @dataclass
@@ -45,7 +55,7 @@ class SiteScores:
     plan: SitePlan
     llr: list[float | None]
     cos: list[float | None]
-    ref_feat: np.ndarray | None = None  # (F,) pooled features of the reference window
+    ref_feats: dict[int, np.ndarray] = field(default_factory=dict)  # ALT index -> (F,) pooled reference features
     alt_feats: dict[int, np.ndarray] = field(default_factory=dict)  # ALT index -> (F,) pooled alternate features
 
     @classmethod
@@ -60,108 +70,138 @@ class SiteScores:
         """The paper's variant feature of ALT ``i``: [ref pooled, alt pooled], (2F,); None if not scored."""
         if i not in self.alt_feats:
             return None
-        return np.concatenate([self.ref_feat, self.alt_feats[i]])
+        return np.concatenate([self.ref_feats[i], self.alt_feats[i]])
+
+
+def tokenise(plans: list[SitePlan]) -> Tokens:
+    """Token ids of every window the plans' ALTs are scored in (reference and alternate), as uint8."""
+    out: Tokens = {}
+    for p in plans:
+        for a in p.alleles.values():
+            for seq in (a.ref_seq, a.seq):
+                if seq not in out:
+                    out[seq] = encode(seq).astype(np.uint8)
+    return out
 
 
 class Featuriser:
     """Runs plans through a ``WindowEngine``: pooled features and CAD_COS (``features``), CAD_LLR (``llr``).
 
     Centred plans (one window per site) batch windows across the chunk. Shared plans (several sites per
-    tile window, see ``planner.WindowLayout``) run one reference forward per tile pooled at each site,
-    one alternate forward per ALT, and masked forwards in which every SNV/MNV of the tile is masked at
-    once, except that sites closer than ``min_spacing`` bp go to further passes.
+    tile window, see ``planner.WindowLayout``) run one reference forward per tile pooled at each ALT's
+    position, one alternate forward per ALT, and masked forwards in which every SNV/MNV of the tile is
+    masked at once, except that sites closer than ``min_spacing`` bp go to further passes. Indels get
+    their masked forwards from ``pll.IndelPll`` (``indel_flank``, ``indel_masking``), in either mode.
     """
 
     def __init__(
-        self, engine: WindowEngine, spec: EmbeddingSpec, llr: bool = True, features: bool = True, min_spacing: int = 0
+        self,
+        engine: WindowEngine,
+        spec: EmbeddingSpec,
+        llr: bool = True,
+        features: bool = True,
+        min_spacing: int = 0,
+        indel_flank: int = PLL_FLANK,
+        indel_masking: str = "span",
     ) -> None:
         self.engine = engine
         self.spec = spec
         self.llr = llr
         self.features = features
         self.min_spacing = min_spacing
+        self.indels = IndelPll(engine, indel_flank, indel_masking)
         self._ref_cache: OrderedDict[tuple, np.ndarray] = OrderedDict()
+        self._tokens: Tokens = {}
 
-    def run(self, plans: list[SitePlan], shared: bool = False) -> list[SiteScores]:
-        """Score one chunk of plans (in order)."""
+    def run(self, plans: list[SitePlan], shared: bool = False, tokens: Tokens | None = None) -> list[SiteScores]:
+        """Score one chunk of plans (in order); ``tokens``: their windows already tokenised (``tokenise``)."""
         out = [SiteScores.empty(p) for p in plans]
-        todo = [s for s in out if s.plan.scorable]
-        if not todo:
+        alleles = [(s, i, a) for s in out for i, a in s.plan.alleles.items()]
+        if not alleles:
             return out
-        if shared:
-            ref_feat, alt_feat = self._shared_features(todo) if self.features else ({}, {})
-            mask_lp = self._shared_masked(todo) if self.llr else {}
-        else:
-            ref_feat, alt_feat, mask_lp = self._centred(todo)
-        for s in todo:
-            p = s.plan
-            ref_allele = p.variant.ref.upper()
+        self._tokens = tokens or {}
+        try:
+            return self._run(out, [a for _, _, a in alleles], alleles, shared)
+        finally:
+            self._tokens = {}
+
+    def _run(self, out: list[SiteScores], plans: list[AllelePlan], alleles: list, shared: bool) -> list[SiteScores]:
+        ref_feat: dict = {}
+        alt_feat: dict = {}
+        if self.features:
+            ref_feat, alt_feat = self._shared_features(plans) if shared else self._centred_features(plans)
+        mask_lp: dict = {}
+        indel_llr: dict[int, float | None] = {}
+        if self.llr:
+            snvs = [a for a in plans if a.masked]
+            mask_lp = self._shared_masked(snvs) if shared else self._masked_logprobs(snvs)
+            indels = [a for a in plans if not a.masked]
+            indel_llr = dict(zip(map(id, indels), self.indels.score(indels, self._encode), strict=True))
+        for s, i, a in alleles:
             if self.features:
-                s.ref_feat = ref_feat[p.feature_key]
-            for i, seq in p.alt_seqs.items():
-                alt = p.variant.alts[i].upper()
-                if self.features:
-                    s.alt_feats[i] = alt_feat[(seq, p.centre)]
-                    s.cos[i] = cosine_distance(s.ref_feat, s.alt_feats[i])
-                if self.llr and len(alt) == len(ref_allele):
-                    s.llr[i] = _llr(mask_lp[p.mask_key], ref_allele, alt)
+                s.ref_feats[i] = ref_feat[a.feature_key]
+                s.alt_feats[i] = alt_feat[(a.seq, a.centre)]
+                s.cos[i] = cosine_distance(s.ref_feats[i], s.alt_feats[i])
+            if self.llr:
+                s.llr[i] = _llr(mask_lp[a.mask_key], a.ref, a.alt) if a.masked else indel_llr[id(a)]
         return out
 
+    def _encode(self, seq: str) -> np.ndarray:
+        """Token ids (W,) of a window: from the chunk's ``tokens`` when given, else encoded now."""
+        ids = self._tokens.get(seq)
+        return encode(seq).astype(np.uint8) if ids is None else ids
+
+    def _ids(self, seqs: list[str]) -> np.ndarray:
+        return np.stack([self._encode(s) for s in seqs]) if seqs else np.zeros((0, 0), np.uint8)  # (N, W)
+
     # ---- one window per site ----
-    def _centred(self, todo: list[SiteScores]) -> tuple[dict, dict, dict]:
-        centre = todo[0].plan.centre
+    def _centred_features(self, plans: list[AllelePlan]) -> tuple[dict, dict]:
+        centre = plans[0].centre
         ref_keys: dict[tuple, int] = {}
         alt_keys: dict[str, int] = {}
-        mask_keys: dict[tuple, int] = {}
-        for s in todo:
-            p = s.plan
-            if self.features and p.feature_key not in self._ref_cache:
-                ref_keys.setdefault(p.feature_key, len(ref_keys))
-            if self.features:
-                for seq in p.alt_seqs.values():
-                    alt_keys.setdefault(seq, len(alt_keys))
-            if p.masked and self.llr:
-                mask_keys.setdefault(p.mask_key, len(mask_keys))
-        by_ref = {s.plan.feature_key: s.plan.ref_seq for s in todo}
+        by_ref: dict[tuple, str] = {}
+        for a in plans:
+            by_ref[a.feature_key] = a.ref_seq
+            if a.feature_key not in self._ref_cache:
+                ref_keys.setdefault(a.feature_key, len(ref_keys))
+            alt_keys.setdefault(a.seq, len(alt_keys))
         ref_feats = self._pooled([by_ref[k] for k in ref_keys], centre)
         for k, idx in ref_keys.items():
             self._ref_cache[k] = ref_feats[idx]
-        ref = {k: self._ref_cache[k] for k in by_ref} if self.features else {}
+        ref = {k: self._ref_cache[k] for k in by_ref}
         while len(self._ref_cache) > REF_CACHE_WINDOWS:  # oldest first, after this chunk's look-ups
             self._ref_cache.popitem(last=False)
         alt_feats = self._pooled(list(alt_keys), centre)
-        alt = {(seq, centre): alt_feats[i] for seq, i in alt_keys.items()}
-        return ref, alt, self._masked_logprobs(mask_keys, by_ref, centre)
+        return ref, {(seq, centre): alt_feats[i] for seq, i in alt_keys.items()}
 
     def _pooled(self, seqs: list[str], centre: int) -> np.ndarray:
         if not seqs:
             return np.zeros((0, 1), np.float32)
-        ids = np.stack([encode(s) for s in seqs])  # (N, W)
-        return self.engine.pooled_features(ids, centre, self.spec.flank, self.spec.layer, self.spec.rc_mode)
+        return self.engine.pooled_features(self._ids(seqs), centre, self.spec.flank, self.spec.layer, self.spec.rc_mode)
 
-    def _masked_logprobs(self, mask_keys: dict[tuple, int], by_ref: dict[tuple, str], centre: int) -> dict:
+    def _masked_logprobs(self, snvs: list[AllelePlan]) -> dict:
         """log P over ACGT at each masked span, (length, 4) per mask key; one batch per masked length."""
+        by_ref = {a.mask_key: a.ref_seq for a in snvs}
         out = {}
-        for length in sorted({k[3] for k in mask_keys}):
-            keys = [k for k in mask_keys if k[3] == length]
-            ids = np.stack([encode(by_ref[k[:3]]) for k in keys])  # (n, W)
+        for length in sorted({k[3] for k in by_ref}):
+            keys = [k for k in by_ref if k[3] == length]
+            centre = keys[0][2]
+            ids = self._ids([by_ref[k] for k in keys])  # (n, W)
             ids[:, centre : centre + length] = MASK
             lp = self.engine.masked_logprobs(ids, centre, length)  # (n, length, 4)
             out.update({k: lp[j] for j, k in enumerate(keys)})
         return out
 
     # ---- several sites per tile window ----
-    def _shared_features(self, todo: list[SiteScores]) -> tuple[dict, dict]:
+    def _shared_features(self, plans: list[AllelePlan]) -> tuple[dict, dict]:
         tiles: dict[tuple, tuple[str, dict[int, None]]] = {}  # window key -> (sequence, centres)
         alts: dict[tuple[str, int], None] = {}
-        for s in todo:
-            p = s.plan
-            tiles.setdefault(p.window_key, (p.ref_seq, {}))[1][p.centre] = None
-            for seq in p.alt_seqs.values():
-                alts[(seq, p.centre)] = None
+        for a in plans:
+            tiles.setdefault(a.window_key, (a.ref_seq, {}))[1][a.centre] = None
+            alts[(a.seq, a.centre)] = None
         keys = list(tiles)
         centres = [np.fromiter(tiles[k][1], np.int64) for k in keys]
-        pooled = self._pooled_at([tiles[k][0] for k in keys], centres)
+        pooled = self._pooled_at([tiles[k][0] for k in keys], centres, running=True)
         ref = {
             (*k, int(c)): f
             for k, cs, fs in zip(keys, centres, pooled, strict=True)
@@ -171,22 +211,21 @@ class Featuriser:
         alt_pooled = self._pooled_at([seq for seq, _ in alt_keys], [np.array([c]) for _, c in alt_keys])
         return ref, {k: f[0] for k, f in zip(alt_keys, alt_pooled, strict=True)}
 
-    def _pooled_at(self, seqs: list[str], centres: list[np.ndarray]) -> list[np.ndarray]:
+    def _pooled_at(self, seqs: list[str], centres: list[np.ndarray], running: bool = False) -> list[np.ndarray]:
         if not seqs:
             return []
-        ids = np.stack([encode(s) for s in seqs])  # (N, W)
-        return self.engine.pooled_features_at(ids, centres, self.spec.flank, self.spec.layer, self.spec.rc_mode)
+        ids = self._ids(seqs)  # (N, W)
+        spec = self.spec
+        return self.engine.pooled_features_at(ids, centres, spec.flank, spec.layer, spec.rc_mode, running)
 
-    def _shared_masked(self, todo: list[SiteScores]) -> dict:
+    def _shared_masked(self, snvs: list[AllelePlan]) -> dict:
         """Masked passes per tile: spans sorted by position, each put in the first pass where it starts at
         least ``min_spacing`` bp after that pass's last span ends; one forward per pass."""
         spans: dict[tuple, dict[tuple[int, int], None]] = {}  # window key -> {(start, length)}
         seqs: dict[tuple, str] = {}
-        for s in todo:
-            p = s.plan
-            if p.masked:
-                spans.setdefault(p.window_key, {})[(p.centre, len(p.variant.ref))] = None
-                seqs[p.window_key] = p.ref_seq
+        for a in snvs:
+            spans.setdefault(a.window_key, {})[(a.centre, len(a.ref))] = None
+            seqs[a.window_key] = a.ref_seq
         rows, where = [], []  # one masked window per pass; (window key, spans) of each
         for key, tile_spans in spans.items():
             passes: list[list[tuple[int, int]]] = []
@@ -195,7 +234,7 @@ class Featuriser:
                 if target is None:
                     passes.append(target := [])
                 target.append((start, length))
-            base = encode(seqs[key])  # (W,)
+            base = self._encode(seqs[key])  # (W,)
             for q in passes:
                 ids = base.copy()
                 for start, length in q:
@@ -244,40 +283,45 @@ def scored_chunks(
     featuriser: Featuriser,
     chunk_sites: int,
     check: Callable[[list[SitePlan]], None] | None = None,
+    prefetch: bool = True,
 ) -> Iterator[list[tuple[SiteScores, T]]]:
     """Plan and score (variant, payload) pairs about ``chunk_sites`` at a time, in input order.
 
-    Memory is bounded by a chunk. ``check(plans)`` sees each chunk's plans before the model runs. With
-    shared windows a chunk ends at a tile boundary (the sites of the tile still being read wait for the
-    next chunk), so a tile's masked passes hold all its sites whatever the chunk size, for sorted input;
-    a tile with more than 4 x ``chunk_sites`` sites is cut.
+    Reading, planning (reference fetches) and tokenising run ``prefetch``-ed on a worker thread, one
+    chunk ahead of the model (``prefetch.prefetched``: an error there is raised here, as it was raised);
+    no record is read while the caller holds a chunk. Memory is bounded by three chunks. ``check(plans)`` sees each chunk's plans before the model runs.
+    With shared windows a chunk ends at a tile boundary (the sites of the last tiles still being read
+    wait for the next chunk), so a tile's masked passes hold all its sites whatever the chunk size, for
+    sorted input; a tile with more than 4 x ``chunk_sites`` sites is cut.
     """
     shared = planner.layout.core is not None
+    lock = threading.Lock()  # held while a record is read, and while the caller has a chunk (pysam: one thread)
+    done = threading.Event()  # set when the caller stops: nothing more is read
+    ready = _planned(locked(items, lock, done), planner, chunk_sites)
+    chunks = prefetched(ready) if prefetch else ready
+    try:
+        for plans, payloads, tokens in chunks:
+            if check is not None:
+                check(plans)
+            scored = list(zip(featuriser.run(plans, shared, tokens), payloads, strict=True))
+            with lock:
+                yield scored
+    finally:
+        done.set()
+        chunks.close()
+
+
+def _planned(items: Iterable[tuple[Variant, T]], planner: SitePlanner, chunk_sites: int) -> Iterator[tuple]:
+    """(plans, payloads, tokens) of each chunk, in input order, cut by ``chunking.Chunker``."""
+    chunker = Chunker(chunk_sites)
+    layout = planner.layout
     plans: list[SitePlan] = []
     payloads: list[T] = []
     for variant, payload in items:
         plans.append(planner.plan(variant))
         payloads.append(payload)
-        if len(plans) >= chunk_sites:
-            cut = _tile_boundary(plans, 4 * chunk_sites) if shared else len(plans)
-            if cut:
-                yield _score(plans[:cut], payloads[:cut], featuriser, check, shared)
-                plans, payloads = plans[cut:], payloads[cut:]
+        if cut := chunker.push(chunk_key(layout, variant.chrom, variant.pos0)):
+            yield plans[:cut], payloads[:cut], tokenise(plans[:cut])
+            plans, payloads = plans[cut:], payloads[cut:]
     if plans:
-        yield _score(plans, payloads, featuriser, check, shared)
-
-
-def _tile_boundary(plans: list[SitePlan], limit: int) -> int:
-    """How many plans to score now: all but the trailing run in the last scorable plan's tile (unscorable
-    records inside that run wait with it); 0: wait for more."""
-    last = next((p.window_key for p in reversed(plans) if p.scorable), None)
-    cut = len(plans)
-    while cut and (not plans[cut - 1].scorable or plans[cut - 1].window_key == last):
-        cut -= 1
-    return cut if cut or len(plans) < limit else len(plans)
-
-
-def _score(plans, payloads, featuriser: Featuriser, check, shared: bool) -> list:
-    if check is not None:
-        check(plans)
-    return list(zip(featuriser.run(plans, shared), payloads, strict=True))
+        yield plans, payloads, tokenise(plans)

@@ -1,27 +1,35 @@
-"""The planner: Variant -> SitePlan. Where each site's windows lie and what must run; no model here.
+"""The planner: Variant -> SitePlan. Where each ALT's windows lie and what must run; no model here.
 
-Per site (``pos0`` = VCF POS - 1) the reference window is [pos0 - W//2, pos0 - W//2 + W):
-the variant's first base sits at index ``centre`` = W//2. Each ALT gets an alternate
-window: the reference with REF replaced by ALT, aligned on the left anchor (index
-``centre``), cut or filled from the reference to W bases.
+Each scorable ALT gets an ``AllelePlan``: a reference window, the index ``centre`` of the
+variant's first base in it, and an alternate window (the reference with REF replaced by ALT,
+aligned on the left anchor at ``centre``, cut or filled from the reference to W bases).
+SNV and MNV ALTs sit at the VCF position (``pos0`` = POS - 1, 0-based). Indels are first
+left-aligned and trimmed against the reference (``normalise``, as ``bcftools norm -f``) and
+placed at their normalised position, so every way of writing the same indel gets the same
+windows; each ALT of a multi-allelic site is normalised on its own and may sit elsewhere.
+Centred windows (the paper's protocol) start at ``pos0 - W//2``, the variant at W//2; shared
+tiles are laid out by ``WindowLayout``.
 
 Flags: REF_MISMATCH, CONTIG_MISSING, and SYMBOLIC / TOO_LONG ALTs are not scored;
-EDGE_PADDED (window padded with N past a contig end) and N_IN_WINDOW (>= 0.5% N,
-the paper's drop rule) are scored but flagged.
+EDGE_PADDED (a window padded with N past a contig end) and N_IN_WINDOW (>= 0.5% N, the
+paper's drop rule) are scored but flagged, judged on the windows the ALTs are scored in.
 
-A plan names its windows by keys (``window_key``: contig and start; ``mask_key``: the
-same plus the masked length), so several sites can share one window, and carries
-the input index of its variant (``key``), a stable order for sharding and merging.
+Plans name their windows by keys (``window_key``: contig and 0-based start; ``feature_key``:
+the same plus the pooled position; ``mask_key``: plus the masked length), so several ALTs and
+sites can share one window, and carry the input index of their variant (``key``), a stable
+order for sharding and merging.
 """
 
 from __future__ import annotations
 
 import logging
+from collections import OrderedDict
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Protocol
 
 from caduceus_cli.errors import ReferenceError_
+from caduceus_cli.inference.normalise import normalise
 from caduceus_cli.io.variant import Variant, allele_class
 
 log = logging.getLogger(__name__)
@@ -68,17 +76,56 @@ class WindowLayout:
 
 
 @dataclass(frozen=True)
+class AllelePlan:
+    """Where one ALT is scored. ``ref``/``alt``: the alleles as scored, upper case (an indel's normalised,
+    keeping its anchor base; an SNV's or MNV's as in the VCF), ``ref`` at index ``centre`` of ``ref_seq``
+    (the reference window, starting at 0-based ``start``) and ``alt`` at the same index of ``seq`` (the
+    alternate window)."""
+
+    chrom: str
+    kind: str  # snv | mnv | indel
+    start: int
+    centre: int
+    ref: str
+    alt: str
+    ref_seq: str
+    seq: str
+
+    @property
+    def masked(self) -> bool:
+        """An SNV/MNV: its REF positions get a masked forward of the reference window."""
+        return self.kind != "indel"
+
+    @property
+    def window_key(self) -> tuple[str, int]:
+        return (self.chrom, self.start)
+
+    @property
+    def feature_key(self) -> tuple[str, int, int]:
+        """The reference window and the position pooled around it."""
+        return (self.chrom, self.start, self.centre)
+
+    @property
+    def mask_key(self) -> tuple[str, int, int, int]:
+        """The reference window and the masked span (its start in the window and length)."""
+        return (self.chrom, self.start, self.centre, len(self.ref))
+
+
+@dataclass(frozen=True)
 class SitePlan:
-    """A site's windows and the forwards it needs. ``alt_seqs`` maps an ALT's index to its window."""
+    """A site and its scorable ALTs (``alleles``: ALT index -> ``AllelePlan``).
+
+    ``start``, ``centre`` and ``ref_seq`` are the site's window: the one its scorable ALTs share (a lone
+    indel's is at its normalised position), else the one at the VCF position.
+    """
 
     variant: Variant
     flags: tuple[str, ...] = ()
     chrom: str | None = None  # the reference's name of the contig
-    start: int = 0  # 0-based start of the reference window
-    centre: int = 0  # index of the variant's first base in the window
+    start: int = 0  # 0-based start of the site's reference window
+    centre: int = 0  # index of the site's first base in that window
     ref_seq: str = ""
-    alt_seqs: Mapping[int, str] = field(default_factory=dict)
-    masked: bool = False  # an SNV/MNV ALT: the REF positions get a masked forward
+    alleles: Mapping[int, AllelePlan] = field(default_factory=dict)
 
     @property
     def key(self) -> int:
@@ -91,43 +138,47 @@ class SitePlan:
 
     @property
     def scorable(self) -> bool:
-        return bool(self.alt_seqs)
+        return bool(self.alleles)
+
+    @property
+    def alt_seqs(self) -> dict[int, str]:
+        """ALT index -> its alternate window."""
+        return {i: a.seq for i, a in self.alleles.items()}
+
+    @property
+    def masked(self) -> bool:
+        return any(a.masked for a in self.alleles.values())
 
     @property
     def window_key(self) -> tuple[str | None, int]:
         return (self.chrom, self.start)
-
-    @property
-    def feature_key(self) -> tuple[str | None, int, int]:
-        """The reference window and the position pooled around it."""
-        return (self.chrom, self.start, self.centre)
-
-    @property
-    def mask_key(self) -> tuple[str | None, int, int, int]:
-        """The reference window and the masked span (its start in the window and length)."""
-        return (self.chrom, self.start, self.centre, len(self.variant.ref))
 
 
 class SitePlanner:
     """Plans sites against a reference; warns once per contig the reference lacks."""
 
     _SPARE = 1024  # shared tiles are fetched this much longer, for the deletions of their sites
+    _CACHED = 4  # windows kept: a site's, and those of its indels left-aligned elsewhere
 
     def __init__(self, reference: WindowSource, layout: WindowLayout) -> None:
         self.ref = reference
         self.layout = layout
         self._warned: set[str] = set()
-        self._tile: tuple[tuple, object] | None = None  # the last shared tile fetched
+        self._cache: OrderedDict[tuple[str, int], object] = OrderedDict()  # (contig, start) -> window
 
     def _window(self, chrom: str, start: int, length: int):
-        if self.layout.core is None:
-            return self.ref.window(chrom, start, length)
-        want = self.layout.window + self._SPARE
-        if length > want:
-            return self.ref.window(chrom, start, length)
-        if self._tile is None or self._tile[0] != (chrom, start):
-            self._tile = ((chrom, start), self.ref.window(chrom, start, want))
-        return self._tile[1]
+        """At least ``length`` bases from 0-based ``start`` (N past the contig ends); shared tiles are
+        fetched ``_SPARE`` bases long, and recent windows are reused."""
+        key = (chrom, start)
+        win = self._cache.get(key)
+        if win is None or len(win.seq) < length:
+            want = length if self.layout.core is None else max(length, self.layout.window + self._SPARE)
+            win = self.ref.window(chrom, start, want)
+            self._cache[key] = win
+        self._cache.move_to_end(key)
+        while len(self._cache) > self._CACHED:
+            self._cache.popitem(last=False)
+        return win
 
     def plan(self, v: Variant) -> SitePlan:
         if not v.alts:
@@ -151,23 +202,59 @@ class SitePlanner:
                     "is it the right genome build?"
                 )
             return SitePlan(v, ("REF_MISMATCH",))
-        flags = []
+        alt_flags: list[str] = []
+        alleles: dict[int, AllelePlan] = {}
         ref_seq = win.seq[:W]
-        if win.padded and (start < 0 or start + W > self.ref.lengths[chrom]):
-            flags.append("EDGE_PADDED")
-        if ref_seq.count("N") >= self.layout.n_fraction_flag * W:
-            flags.append("N_IN_WINDOW")
-        alt_seqs: dict[int, str] = {}
-        masked = False
         for i, (alt, kind) in enumerate(zip(v.alts, kinds, strict=True)):
             if kind == "symbolic":
-                flags.append("SYMBOLIC")
+                alt_flags.append("SYMBOLIC")
             elif len(alt) > W - c:
-                flags.append("TOO_LONG")
+                alt_flags.append("TOO_LONG")
+            elif kind != "indel":
+                seq = (win.seq[:c] + alt.upper() + win.seq[c + len(ref_allele) :])[:W]
+                alleles[i] = AllelePlan(chrom, kind, start, c, ref_allele, alt.upper(), ref_seq, seq)
+            elif (a := self._indel(chrom, v.pos0, ref_allele, alt, start, win, ref_seq)) is not None:
+                alleles[i] = a
             else:
-                alt_seqs[i] = (win.seq[:c] + alt.upper() + win.seq[c + len(ref_allele) :])[:W]
-                masked = masked or kind in ("snv", "mnv")
-        return SitePlan(v, tuple(dict.fromkeys(flags)), chrom, start, c, ref_seq, alt_seqs, masked)
+                alt_flags.append("TOO_LONG")
+        if len({(a.start, a.centre) for a in alleles.values()}) == 1:  # one placement: the site's window
+            first = next(iter(alleles.values()))
+            start, c, ref_seq = first.start, first.centre, first.ref_seq
+        windows = {a.start: a.ref_seq for a in alleles.values()} or {start: ref_seq}
+        flags = self._window_flags(chrom, windows) + alt_flags
+        return SitePlan(v, tuple(dict.fromkeys(flags)), chrom, start, c, ref_seq, alleles)
+
+    def _indel(
+        self, chrom: str, pos0: int, ref: str, alt: str, site_start: int, win, site_seq: str
+    ) -> AllelePlan | None:
+        """An indel ALT left-aligned (``normalise``) and placed at its normalised position; None if it does
+        not fit the window. ``win``: the site's window, from 0-based ``site_start``; ``site_seq``: its W bases."""
+
+        def fetch(lo: int, hi: int) -> str:  # 0-based [lo, hi), 0 <= lo
+            if site_start <= lo and hi <= site_start + len(win.seq):
+                return win.seq[lo - site_start : hi - site_start]
+            return self.ref.window(chrom, lo, hi - lo).seq
+
+        n = normalise(pos0, ref, alt, fetch)
+        start, c = self.layout.place(n.pos0)
+        W = self.layout.window
+        if max(len(n.ref), len(n.alt)) > W - c:
+            return None
+        if start != site_start:
+            win = self._window(chrom, start, W + max(0, len(n.ref) - len(n.alt)))
+            site_seq = win.seq[:W]
+        seq = (win.seq[:c] + n.alt + win.seq[c + len(n.ref) :])[:W]
+        return AllelePlan(chrom, "indel", start, c, n.ref, n.alt, site_seq, seq)
+
+    def _window_flags(self, chrom: str, windows: dict[int, str]) -> list[str]:
+        """EDGE_PADDED / N_IN_WINDOW if any window (0-based start -> its W bases) qualifies."""
+        W, length = self.layout.window, self.ref.lengths[chrom]
+        flags = []
+        if any(start < 0 or start + W > length for start in windows):
+            flags.append("EDGE_PADDED")
+        if any(seq.count("N") >= self.layout.n_fraction_flag * W for seq in windows.values()):
+            flags.append("N_IN_WINDOW")
+        return flags
 
     def _missing_contig(self, v: Variant) -> tuple[str, ...]:
         if self.layout.strict:
