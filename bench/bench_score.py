@@ -33,8 +33,8 @@ ap.add_argument("--threads", type=int)
 ap.add_argument(
     "--modes",
     default="centred:llr,cos",
-    help="runs WINDOWS:SCORES[:EVERY] separated by '+' (EVERY: score every k-th record, a sample for slow "
-    "modes), e.g. centred:llr,cos:8+shared:llr,cos+shared:llr",
+    help="runs WINDOWS:SCORES[:EVERY[:INDEL_MASKING]] separated by '+' (EVERY: score every k-th record, a sample "
+    "for slow modes; INDEL_MASKING span (default) or position), e.g. centred:llr,cos:8+shared:llr,cos+shared:llr",
 )
 ap.add_argument("--out", type=Path)
 args = ap.parse_args()
@@ -63,12 +63,18 @@ with tempfile.TemporaryDirectory() as tmp:
         lines = fh.read().splitlines(keepends=True)
     head, body = [x for x in lines if x.startswith("#")], [x for x in lines if not x.startswith("#")]
     for mode in args.modes.split("+"):
-        windows, scores, *every = mode.split(":")
-        every = int(every[0]) if every else 1
+        windows, scores, *rest = mode.split(":")
+        every = int(rest[0]) if rest and rest[0] else 1
+        masking = rest[1] if len(rest) > 1 else "span"
         vcf = f"{tmp}/sample_{every}.vcf"
         Path(vcf).write_text("".join(head + body[::every]))
         opts = ScoreOptions(
-            window=W, batch_size=args.batch_size, device=args.device, windows=windows, scores=tuple(scores.split(","))
+            window=W,
+            batch_size=args.batch_size,
+            device=args.device,
+            windows=windows,
+            scores=tuple(scores.split(",")),
+            indel_masking=masking,
         )
         t0 = time.perf_counter()
         s = score_vcf(vcf, args.ref, f"{tmp}/o.vcf.gz", args.model, opts)

@@ -59,6 +59,12 @@ class OutputType(Choice):
 class Score(Choice):
     LLR = "llr"  # CAD_LLR: masked forwards only
     COS = "cos"  # CAD_COS: reference and alternate forwards
+    DELTA = "delta"  # CAD_DELTA: a fine-tuned head on the reference and alternate windows
+
+
+class IndelMasking(Choice):
+    POSITION = "position"  # indel CAD_LLR: each span base masked in a forward of its own (13 for a 1-bp indel)
+    SPAN = "span"  # the whole span masked in one forward per window (2 per indel)
 
 
 class WindowMode(Choice):

@@ -45,3 +45,11 @@ class TableError(CaduceusError, ValueError):
 
 class TrainingError(CaduceusError, RuntimeError):
     """Pretraining cannot start or resume as asked."""
+
+
+class StoppedError(CaduceusError, RuntimeError):
+    """A run was asked to stop (SIGTERM) and stopped at a durable point; it can be resumed."""
+
+
+class ShardError(CaduceusError, ValueError):
+    """Shard outputs that cannot be merged: missing, duplicated, incomplete or from different runs."""

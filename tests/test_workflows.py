@@ -275,3 +275,37 @@ def test_meta_and_environment_yaml():
     assert "conda-forge" in env["channels"] and all("=" in d for d in pins)
     pip = next(d["pip"] for d in env["dependencies"] if isinstance(d, dict))
     assert f"caduceus-cli=={__version__}" in pip
+
+
+def test_pipeline_scatter_score_merge_gives_the_single_run(task_dir):
+    """main.nf's scatter as it runs: the module script per part (ext.args from nextflow.config), then the
+    CADUCEUS_MERGE script; the merged body is the unsplit module run's."""
+    import gzip
+
+    sections = module_sections()
+    config = (NF / "nextflow.config").read_text()
+    assert "ext.args = { meta.n_chunks ? \"--chunk ${meta.chunk}/${meta.n_chunks}\" : '' }" in config
+    outputs = {}
+    for name, args in (
+        ("whole", "--window 256"),
+        ("s.part1", "--window 256 --chunk 1/2"),
+        ("s.part2", "--window 256 --chunk 2/2"),
+    ):
+        p = _bash(render(sections["script"], _ctx(name, args)), task_dir)
+        assert p.returncode == 0, p.stderr
+        outputs[name] = task_dir / f"{name}.vcf.gz"
+    pipeline = (NF / "main.nf").read_text()
+    merge = pipeline[pipeline.index("process CADUCEUS_MERGE") :]
+    merge = merge[merge.index("script:") : merge.index("stub:")]
+    assert "caduceus merge ${parts.join(' ')} -o ${meta.id}.caduceus.vcf.gz" in merge
+    script = "caduceus merge s.part1.vcf.gz s.part2.vcf.gz -o s.caduceus.vcf.gz\n"  # what Nextflow renders
+    p = _bash(script, task_dir)
+    assert p.returncode == 0, p.stderr
+
+    def body(path: Path) -> list[str]:
+        with gzip.open(path, "rt") as fh:
+            return [line for line in fh if not line.startswith("#")]
+
+    merged = task_dir / "s.caduceus.vcf.gz"
+    assert body(merged) == body(outputs["whole"]) and len(body(merged)) == 50
+    assert (task_dir / "s.caduceus.vcf.gz.tbi").exists()

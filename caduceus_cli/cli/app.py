@@ -2,8 +2,8 @@
 
 Library errors (``CaduceusError``) and usage errors (an unknown option value, a
 missing argument) become one line on stderr and a non-zero exit code; nothing here
-holds logic. Exit codes: 3 input file, 4 reference, 5 model, 6 backend, 7 probe or
-table, 2 usage, option and any other library error.
+holds logic. Exit codes: 3 input file or shard, 4 reference, 5 model, 6 backend, 7 probe or
+table, 143 stopped by SIGTERM (resumable), 2 usage, option and any other library error.
 """
 
 from __future__ import annotations
@@ -21,7 +21,7 @@ except ImportError:  # older typer runs on click itself
     from click.exceptions import NoArgsIsHelpError, UsageError
 
 from caduceus_cli import __version__
-from caduceus_cli.cli import doctor, embed, finetune, info, predict, pretrain, score
+from caduceus_cli.cli import doctor, embed, finetune, info, merge, predict, pretrain, score
 from caduceus_cli.cli.progress import err_console
 from caduceus_cli.errors import (
     BackendUnavailableError,
@@ -30,6 +30,8 @@ from caduceus_cli.errors import (
     ModelLoadError,
     ProbeError,
     ReferenceError_,
+    ShardError,
+    StoppedError,
     TableError,
 )
 
@@ -49,6 +51,8 @@ EXIT_CODES: dict[type[CaduceusError], int] = {
     BackendUnavailableError: 6,
     ProbeError: 7,
     TableError: 7,
+    ShardError: 3,
+    StoppedError: 143,  # 128 + SIGTERM, as a shell reports a process it terminated
 }
 
 
@@ -78,6 +82,7 @@ app.command("embed", epilog=embed.EPILOG)(embed.embed_cmd)
 app.command("finetune", epilog=finetune.EPILOG)(finetune.finetune_cmd)
 app.command("pretrain", epilog=pretrain.EPILOG)(pretrain.pretrain_cmd)
 app.command("predict", epilog=predict.EPILOG)(predict.predict_cmd)
+app.command("merge", epilog=merge.EPILOG)(merge.merge_cmd)
 app.command("doctor", epilog=doctor.EPILOG)(doctor.doctor_cmd)
 
 

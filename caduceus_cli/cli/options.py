@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+import contextlib
 import shlex
+import signal
 import sys
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import typer
@@ -31,3 +34,23 @@ def path_or_none(p: Path | None) -> str | None:
 def command_line() -> str:
     """The command as the user typed it (program name normalised to ``caduceus``), for output headers."""
     return " ".join(shlex.quote(a) for a in ["caduceus"] + sys.argv[1:])
+
+
+@contextlib.contextmanager
+def stop_on_sigterm() -> Iterator[Callable[[], bool]]:
+    """Yield ``stop()``: true once SIGTERM (a scheduler's preemption) has arrived; the run then stops at its
+    next durable point instead of dying mid-write. The previous handler is restored on exit."""
+    got: list[int] = []
+
+    def handler(signum, frame) -> None:
+        got.append(signum)
+
+    try:
+        previous = signal.signal(signal.SIGTERM, handler)
+    except ValueError:  # not the main thread: leave signals alone
+        yield lambda: False
+        return
+    try:
+        yield lambda: bool(got)
+    finally:
+        signal.signal(signal.SIGTERM, previous)

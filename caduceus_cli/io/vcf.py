@@ -1,7 +1,9 @@
 """Reading VCF/BCF (or standard input) with pysam: ``Variant`` values with their records, clear errors.
 
 Positions: the VCF's POS is 1-based; ``Variant.pos1`` keeps it and ``Variant.pos0``
-gives the 0-based base. Records are numbered in input order (``Variant.index``).
+gives the 0-based base. Records are numbered in input order (``Variant.index``). With ``regions`` only the records
+whose REF span overlaps a region are read (through the .tbi/.csi index when there is one, else by
+filtering the stream), each once, in file order, and numbered among themselves.
 """
 
 from __future__ import annotations
@@ -15,6 +17,7 @@ from pathlib import Path
 import pysam
 
 from caduceus_cli.errors import InputFileError
+from caduceus_cli.io.regions import Regions
 from caduceus_cli.io.variant import Variant
 
 log = logging.getLogger(__name__)
@@ -28,8 +31,9 @@ def variant_of(rec: pysam.VariantRecord, index: int) -> Variant:
 class VariantReader:
     """Iterate (Variant, record) pairs of a VCF/BCF (or '-' for stdin) with clear errors."""
 
-    def __init__(self, path: str | os.PathLike) -> None:
+    def __init__(self, path: str | os.PathLike, regions: Regions | None = None) -> None:
         self.path = str(path)
+        self.regions = regions
         if self.path != "-" and not Path(self.path).exists():
             raise InputFileError(f"{self.path}: no such variant file")
         self._proc: subprocess.Popen | None = None
@@ -55,8 +59,31 @@ class VariantReader:
         self._n = 0
         self._last = "the header"
 
+    def _records(self) -> Iterator[pysam.VariantRecord]:
+        if self.regions is None:
+            return iter(self.vf)
+        if self._proc is None and self.path != "-" and self.vf.index is not None:
+            return self._fetched()
+        log.info("%s has no index: reading it whole for the regions (index it with `tabix -p vcf`)", self.path)
+        return (r for r in self.vf if self.regions.overlaps(r.chrom, r.start, max(r.stop, r.start + 1)))
+
+    def _fetched(self) -> Iterator[pysam.VariantRecord]:
+        """Records of the merged regions in the index's contig order; a record overlapping two regions once."""
+        order = {name: i for i, name in enumerate(self.vf.index)}
+        by_contig = self.regions.by_contig()
+        missing = sorted(c for c in by_contig if c not in order)
+        if missing:
+            log.warning("%s has no records on %s: those regions are empty", self.path, ", ".join(missing))
+        for chrom in sorted((c for c in by_contig if c in order), key=order.get):
+            prev_end = -1
+            for iv in by_contig[chrom]:
+                for rec in self.vf.fetch(chrom, iv.start, min(iv.end, 2**31 - 1)):
+                    if rec.start >= prev_end:  # else it overlapped the previous region and was read there
+                        yield rec
+                prev_end = iv.end
+
     def __iter__(self) -> Iterator[tuple[Variant, pysam.VariantRecord]]:
-        it = iter(self.vf)
+        it = self._records()
         while True:
             try:
                 rec = next(it)

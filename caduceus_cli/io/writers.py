@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import csv
 import gzip
+import io
 import logging
 import os
 import sys
@@ -26,13 +27,14 @@ INFO_FIELDS = {
         "A",
         "Float",
         "Caduceus zero-shot masked log-likelihood ratio log P(alt) - log P(ref) at the variant "
-        "position(s), both strands averaged; SNVs and MNVs only (sum over positions)",
+        "position(s), both strands averaged (SNVs, MNVs: sum over positions); indels: pseudo-log-likelihood "
+        "difference PLL(alt) - PLL(ref) over the changed bases +/- 3 bp of the left-aligned alleles",
     ),
     "CAD_COS": (
         "A",
         "Float",
         "Caduceus cosine distance between RC-averaged ref and alt embeddings, mean-pooled "
-        "around the variant (indels aligned on the left anchor)",
+        "around the variant (indels left-aligned)",
     ),
     "CAD_FLAG": (
         ".",
@@ -56,9 +58,10 @@ class Annotation:
     cos: tuple[float | None, ...] | None
     flags: tuple[str, ...]
     prob: tuple[float | None, ...] | None = None
+    extra: tuple[tuple[str, tuple[float | None, ...]], ...] = ()  # (field, per-ALT values): CAD_DELTA*
 
     def fields(self) -> dict[str, tuple[float | None, ...]]:
-        values = {"CAD_LLR": self.llr, "CAD_COS": self.cos, "CAD_PROB": self.prob}
+        values = {"CAD_LLR": self.llr, "CAD_COS": self.cos, "CAD_PROB": self.prob, **dict(self.extra)}
         return {k: v for k, v in values.items() if v is not None}
 
 
@@ -78,11 +81,16 @@ def output_format(path: str, fmt: OutputType | str | None) -> OutputType:
     return OutputType.VCF
 
 
-def add_header_lines(header: pysam.VariantHeader, provenance: dict[str, str], fields: tuple[str, ...]) -> None:
-    """Declare CAD_FLAG and the score ``fields`` (replacing same-named ones); add ``##caduceus_KEY=VALUE`` lines."""
-    for key, (number, typ, desc) in INFO_FIELDS.items():
-        if key != "CAD_FLAG" and key not in fields:
-            continue
+def add_header_lines(
+    header: pysam.VariantHeader,
+    provenance: dict[str, str],
+    fields: tuple[str, ...],
+    extra: tuple[tuple[str, str], ...] = (),
+) -> None:
+    """Declare CAD_FLAG, the score ``fields`` and ``extra`` (name, description) per-ALT floats (replacing
+    same-named ones); add ``##caduceus_KEY=VALUE`` lines."""
+    declared = [(k, v) for k, v in INFO_FIELDS.items() if k == "CAD_FLAG" or k in fields]
+    for key, (number, typ, desc) in declared + [(name, ("A", "Float", desc)) for name, desc in extra]:
         if key in header.info:
             header.info.remove_header(key)
         header.info.add(key, number, typ, desc)
@@ -107,9 +115,7 @@ class VcfWriter:
         self.fh = None
         try:
             if fmt == OutputType.BCF:
-                for name, length in (contigs or {}).items():
-                    if name not in header.contigs:
-                        header.contigs.add(name, length=length)
+                declare_contigs(header, contigs or {})
                 self.vf = pysam.VariantFile(self.out.tmp, "wb", header=header)
             elif fmt == OutputType.VCF_GZ:  # bgzip, to a file or (path '-') to standard output
                 self.fh = pysam.BGZFile(self.out.tmp, "wb")
@@ -127,12 +133,7 @@ class VcfWriter:
         self.fh.write(text.encode() if isinstance(self.fh, pysam.BGZFile) else text)
 
     def write(self, rec: pysam.VariantRecord, ann: Annotation) -> None:
-        rec = rec.copy()
-        if rec.alts:
-            for key, values in ann.fields().items():
-                rec.info[key] = values
-        if ann.flags:
-            rec.info["CAD_FLAG"] = ann.flags
+        rec = annotated(rec, ann)
         if self.vf is not None:
             try:
                 self.vf.write(rec)
@@ -154,18 +155,53 @@ class VcfWriter:
             self.out.abort()
             return
         self.out.commit()
-        if self.out.stdout or self.fmt not in (OutputType.VCF_GZ, OutputType.BCF):
-            return
-        bcf = self.fmt == OutputType.BCF
-        try:
-            pysam.tabix_index(self.out.path, preset="bcf" if bcf else "vcf", csi=bcf, force=True, keep_original=True)
-        except OSError:  # records out of order: the output stands (nothing is lost), without an index
-            for ext in (".csi", ".tbi"):
-                if os.path.exists(self.out.path + ext):
-                    os.unlink(self.out.path + ext)
-            log.warning(
-                "%s is not indexed: its records are not sorted (bcftools sort, then bcftools index)", self.out.path
-            )
+        if not self.out.stdout:
+            index_output(self.out.path, self.fmt)
+
+
+def annotated(rec: pysam.VariantRecord, ann: Annotation) -> pysam.VariantRecord:
+    """A copy of ``rec`` with the annotation's INFO fields set (the caller's record is not changed)."""
+    rec = rec.copy()
+    if rec.alts:
+        for key, values in ann.fields().items():
+            rec.info[key] = values
+    if ann.flags:
+        rec.info["CAD_FLAG"] = ann.flags
+    return rec
+
+
+def declare_contigs(header: pysam.VariantHeader, contigs: dict[str, int]) -> None:
+    """Add the reference's contigs the header lacks (BCF needs every contig declared)."""
+    for name, length in contigs.items():
+        if name not in header.contigs:
+            header.contigs.add(name, length=length)
+
+
+def index_output(path: str, fmt: OutputType) -> None:
+    """tabix (.tbi) a bgzip VCF, .csi a BCF; other formats have no index. Unsorted records: no index, a warning."""
+    if fmt not in (OutputType.VCF_GZ, OutputType.BCF):
+        return
+    bcf = fmt == OutputType.BCF
+    try:
+        pysam.tabix_index(path, preset="bcf" if bcf else "vcf", csi=bcf, force=True, keep_original=True)
+    except OSError:  # records out of order: the output stands (nothing is lost), without an index
+        for ext in (".csi", ".tbi"):
+            if os.path.exists(path + ext):
+                os.unlink(path + ext)
+        log.warning("%s is not indexed: its records are not sorted (bcftools sort, then bcftools index)", path)
+
+
+class VcfText:
+    """VCF text of the header and of annotated records (htslib's own formatting, as ``VcfWriter`` writes)."""
+
+    def __init__(self, header: pysam.VariantHeader) -> None:
+        self.header = header
+
+    def header_text(self) -> str:
+        return str(self.header)
+
+    def record(self, rec: pysam.VariantRecord, ann: Annotation) -> str:
+        return str(annotated(rec, ann))
 
 
 TSV_KEYS = ["chrom", "pos", "id", "ref", "alt"]
@@ -173,6 +209,37 @@ TSV_KEYS = ["chrom", "pos", "id", "ref", "alt"]
 
 def _num(x: float | None) -> str:
     return "." if x is None else f"{x:.6g}"
+
+
+class TsvText:
+    """TSV text: provenance as '# caduceus_' lines and the column names, then one row per ALT (a record with no
+    ALT gets one row with alt '.')."""
+
+    def __init__(self, provenance: dict[str, str], fields: tuple[str, ...]) -> None:
+        self.provenance = provenance
+        self.before = [f for f in ("CAD_LLR", "CAD_COS") if f in fields]  # columns before CAD_FLAG
+        self.after = [f for f in fields if f not in self.before]  # CAD_PROB, CAD_DELTA*
+        self.columns = TSV_KEYS + self.before + ["CAD_FLAG"] + self.after
+
+    def header_text(self) -> str:
+        lines = [f"# caduceus_{key}={value}\n" for key, value in self.provenance.items()]
+        return "".join(lines) + self._row(self.columns)
+
+    def record(self, rec: pysam.VariantRecord, ann: Annotation) -> str:
+        flags = ",".join(ann.flags) or "."
+        values = ann.fields()
+        rows = []
+        for i, alt in enumerate(rec.alts or (".",)):
+            cells = {f: _num(values[f][i]) if rec.alts else "." for f in self.before + self.after}
+            row = [rec.chrom, rec.pos, rec.id or ".", rec.ref, alt, *(cells[f] for f in self.before), flags]
+            rows.append(self._row(row + [cells[f] for f in self.after]))
+        return "".join(rows)
+
+    @staticmethod
+    def _row(cells: list) -> str:
+        buf = io.StringIO()
+        csv.writer(buf, delimiter="\t", lineterminator="\n").writerow(cells)
+        return buf.getvalue()
 
 
 class TsvWriter:
@@ -190,21 +257,11 @@ class TsvWriter:
         except OSError as exc:
             self.out.abort()
             raise InputFileError(f"{path}: cannot write ({exc})") from exc
-        for key, value in provenance.items():
-            self.fh.write(f"# caduceus_{key}={value}\n")
-        self.before = [f for f in ("CAD_LLR", "CAD_COS") if f in fields]  # columns before CAD_FLAG
-        self.after = [f for f in ("CAD_PROB",) if f in fields]
-        self.columns = TSV_KEYS + self.before + ["CAD_FLAG"] + self.after
-        self.w = csv.writer(self.fh, delimiter="\t", lineterminator="\n")
-        self.w.writerow(self.columns)
+        self.text = TsvText(provenance, fields)
+        self.fh.write(self.text.header_text())
 
     def write(self, rec: pysam.VariantRecord, ann: Annotation) -> None:
-        flags = ",".join(ann.flags) or "."
-        values = ann.fields()
-        for i, alt in enumerate(rec.alts or (".",)):
-            cells = {f: _num(values[f][i]) if rec.alts else "." for f in self.before + self.after}
-            row = [rec.chrom, rec.pos, rec.id or ".", rec.ref, alt, *(cells[f] for f in self.before), flags]
-            self.w.writerow(row + [cells[f] for f in self.after])
+        self.fh.write(self.text.record(rec, ann))
 
     def close(self, ok: bool) -> None:
         if self.fh is not sys.stdout:
