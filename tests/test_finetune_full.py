@@ -262,3 +262,35 @@ def test_frozen_backbone_and_early_stopping(tmp_path):
     assert r.early_stopped and r.steps == 2 and r.best_step == 1  # nothing can improve at lr 0
     a, b = load_model(base).state_dict(), load_model(r.model_dir).state_dict()
     assert all(torch.equal(a[k], b[k]) for k in a)  # the backbone did not move
+
+
+def test_score_vcf_adds_cad_delta_in_both_window_modes(ps_run, tmp_path):
+    import math
+
+    import pysam
+
+    from caduceus_cli.errors import OptionError
+    from caduceus_cli.pipelines.score_vcf import ScoreOptions, score_vcf
+
+    tmp, _ = ps_run
+    ex = Path(__file__).resolve().parents[1] / "examples"
+    vcf, ref, model = str(ex / "chr22_example.vcf.gz"), str(ex / "chr22_slice.fa.gz"), str(tmp / "run" / "model")
+    deltas = {}
+    for mode in ("centred", "shared"):
+        out = tmp_path / f"{mode}.vcf"
+        summary = score_vcf(vcf, ref, str(out), model, ScoreOptions(windows=mode, device="cpu", batch_size=16))
+        with pysam.VariantFile(str(out)) as vf:
+            info = vf.header.info["CAD_DELTA"]
+            assert info.number == "A" and info.type == "Float" and "log-odds" in info.description
+            recs = list(vf)
+        assert len(recs) == summary.records == 50
+        scored = [(r.pos, i) for r in recs for i in range(len(r.alts)) if r.info.get("CAD_COS", (None,))[i] is not None]
+        assert len(scored) == summary.scored > 40
+        by_pos = {r.pos: r for r in recs}
+        assert all(math.isfinite(by_pos[p].info["CAD_DELTA"][i]) for p, i in scored)  # every scored ALT
+        deltas[mode] = np.array([by_pos[p].info["CAD_DELTA"][i] for p, i in scored])
+        assert np.abs(deltas[mode]).max() > 0
+    # the score window is the head's 128 bp: centred, the allele in its middle; shared, anywhere in the tile's core
+    assert np.corrcoef(deltas["centred"], deltas["shared"])[0, 1] > 0.9
+    with pytest.raises(OptionError, match="no fine-tuned head"):
+        score_vcf(vcf, ref, str(tmp_path / "x.vcf"), str(tmp / "base"), ScoreOptions(scores=("delta",), device="cpu"))

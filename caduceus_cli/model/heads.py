@@ -246,16 +246,24 @@ def load_finetuned(
         raise ModelLoadError(
             f"{directory}: no {HEAD_CONFIG}; this is a pretrained model, not one made by `finetune --method full`"
         )
+    model = attach_head(load_model(directory, backend=backend), directory)
+    model.source = str(source)
+    return model.to(device).eval()
+
+
+def attach_head(backbone: CaduceusForMaskedLM, directory: str | os.PathLike) -> SequenceHeadModel:
+    """The head saved in ``directory`` on an already loaded ``backbone`` (that directory's), in eval mode."""
+    directory = Path(directory)
     try:
         head_cfg = HeadConfig.from_dict(json.loads((directory / HEAD_CONFIG).read_text()))
     except (json.JSONDecodeError, TypeError) as exc:
         raise ModelLoadError(f"{directory / HEAD_CONFIG}: not a head config ({exc})") from exc
-    backbone = load_model(directory, backend=backend)
     model = SequenceHeadModel(backbone, head_cfg)
     try:
         model.head.load_state_dict(load_file(str(directory / HEAD_WEIGHTS)))
     except Exception as exc:
         raise ModelLoadError(f"{directory / HEAD_WEIGHTS}: cannot load the head ({type(exc).__name__}: {exc})") from exc
-    model.source = str(source)
+    model.head.to(next(backbone.parameters()).device)
+    model.source = str(directory)
     model.source_dir = directory
-    return model.to(device).eval()
+    return model.eval()
