@@ -6,6 +6,9 @@ GPU (the issue's four figures; bf16 autocast, random weights):
     (mamba-ssm scan per chunk instead of the token-major NVRTC mixer: ``Backend.mixer_rows = None``)
 CPU (d_model 128, 4-layer PS at L = 4,096, 2 threads):
     python bench/bench_forward.py --device cpu --threads 2 --out bench/results/forward_cpu.json
+    add --compare to also time the previous CPU path on the same model (the literal composition:
+    PyTorch projections, flips and add/norm around the per-direction numba scan:
+    ``Backend.add_norm_pair = None``, ``Backend.bimamba_rows = None``); runs alternate the paths
 Timings: warm-up, then the median of --repeats runs (CUDA events on the GPU).
 """
 
@@ -64,6 +67,48 @@ def time_forward(model, ids, device, repeats, autocast):
     return statistics.median(times)
 
 
+def cpu_rows(model, ids, variants, repeats, case) -> list[dict]:
+    """Time CPU paths on one model, alternating them each round (machine load hits all alike)."""
+    variant, d_model, n_layer, batch, length = case
+
+    def run(kern):
+        model.kernels = lambda _dev, k=kern: k  # instance override: the same weights, the other path
+        with torch.no_grad():
+            model(ids)
+
+    for _, kern in variants:
+        run(kern)
+        run(kern)
+    times: dict[str, list[float]] = {label: [] for label, _ in variants}
+    for _ in range(repeats):
+        for label, kern in variants:
+            t0 = time.perf_counter()
+            run(kern)
+            times[label].append(time.perf_counter() - t0)
+    out = []
+    for label, kern in variants:
+        sec = statistics.median(times[label])
+        out.append(
+            dict(
+                variant=variant,
+                d_model=d_model,
+                n_layer=n_layer,
+                batch=batch,
+                length=length,
+                path=label,
+                seconds=sec,
+                seconds_all=times[label],
+                tokens_per_s=batch * length / sec,
+                peak_gib=None,
+                backend=kern.name,
+                numba_mixer=kern.bimamba_rows is not None,
+                reference_tokens_per_s=None,
+                speedup_vs_reference=None,
+            )
+        )
+    return out
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
@@ -71,7 +116,9 @@ def main() -> None:
     ap.add_argument("--threads", type=int, default=None)
     ap.add_argument("--repeats", type=int, default=5)
     ap.add_argument("--out", type=Path, default=None)
-    ap.add_argument("--compare", action="store_true", help="also time the previous (mamba-ssm scan) path")
+    ap.add_argument(
+        "--compare", action="store_true", help="also time the previous path (GPU: mamba-ssm scan; CPU: see above)"
+    )
     ap.add_argument("--cases", default=None, help="comma-separated indices into the case list")
     args = ap.parse_args()
     if args.threads:
@@ -104,6 +151,15 @@ def main() -> None:
         if args.compare and device.type == "cuda":
             base = model.kernels(device)
             variants.append(("previous", dataclasses.replace(base, mixer_rows=None)))
+        if args.compare and device.type == "cpu":
+            base = model.kernels(device)
+            variants = [
+                ("current", base),
+                ("previous", dataclasses.replace(base, add_norm_pair=None, bimamba_rows=None)),
+            ]
+            rows.extend(cpu_rows(model, ids, variants, args.repeats, (variant, d_model, n_layer, batch, length)))
+            del model
+            continue
         for label, kern in variants:
             if kern is not None:
                 model.kernels = lambda _dev, k=kern: k  # instance override: the same weights, the other path

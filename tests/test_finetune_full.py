@@ -132,7 +132,10 @@ def test_ph_predictions_identical_for_a_sequence_and_its_rc(tmp_path):
     seqs = windows("ecoli_slice.fa.gz", ECOLI, 3, 96, skip=30) + windows("chr20_slices.fa.gz", "20", 2, 101, skip=30)
     predict(r.model_dir, str(rc_fasta(tmp_path / "q.fa", seqs)), str(tmp_path / "p.tsv"))
     _, rows = read_tsv(tmp_path / "p.tsv")
-    assert [x[1:] for x in rows[0::2]] == [x[1:] for x in rows[1::2]]  # Ph: bit-identical
+    vals = np.array([[float(x) for x in r[1:]] for r in rows])
+    # Ph conjoins the strands: equal up to the float32 rounding of the CPU path's batched GEMMs (a printed
+    # 6-digit probability can flip its last digit); the raw head outputs below are compared bit for bit
+    np.testing.assert_allclose(vals[0::2], vals[1::2], atol=2e-6)
     model = load_finetuned(r.model_dir)
     ids = torch.from_numpy(np.stack([encode(s) for s in seqs[:3]]))
     a, b = head_outputs(model, ids, raw=True), head_outputs(model, reverse_complement_ids(ids), raw=True)

@@ -56,7 +56,8 @@ def add_norm_pair(
     """The block boundary of the flip-free path (reference twin of ``addnorm_triton.add_norm_pair``).
 
     Input: ``h`` (B, L, C) for the first block, else the previous BiMamba's split outputs
-    ``o_f``, ``o_r`` (M*L, D) (M = 2B for PS, B for Ph), read as ``o_f + flip_L(o_r)`` and,
+    ``o_f``, ``o_r`` (M*L, D) (M = 2B for PS, B for Ph), read as ``o_f + flip_L(o_r)`` (``o_f``
+    alone when ``o_r`` is None: the CPU path returns both directions summed) and,
     for PS, re-assembled from the mixer's (forward rows, RC rows) layout into (B, L, 2D).
     Then ``add_norm``. Output: the normed (B, L, C) when ``final``, else the next mixer's
     input X (2, M, L, D): the PS rows [x1, RC(x2)] (Ph: x) and the same rows flipped along L.
@@ -65,7 +66,9 @@ def add_norm_pair(
     if h is None:
         D = o_f.shape[-1]
         m = 2 * batch if rcps else batch
-        out = o_f.view(m, length, D).float() + o_r.view(m, length, D).float().flip(1)  # (M, L, D)
+        out = o_f.view(m, length, D).float()  # (M*L, D) -> (M, L, D)
+        if o_r is not None:
+            out = out + o_r.view(m, length, D).float().flip(1)
         h = torch.cat([out[:batch], out[batch:].flip(1, 2)], dim=-1) if rcps else out  # (B, L, C)
     normed, summed = add_norm(h.float(), residual, weight, eps, swap, rcps, residual_fp32)
     if residual is None and not residual_fp32:

@@ -1,7 +1,9 @@
 """The one place a kernel backend is chosen.
 
 ``torch``: pure PyTorch (chunked scan, cuDNN/CPU conv); runs everywhere and is the
-reference twin of every fast path. ``cuda``: mamba-ssm's selective-scan kernel plus
+reference twin of every fast path. On the CPU with numba it adds the inference kernels
+(``mixer_numba.bimamba_rows``, ``addnorm_numba.add_norm_pair_cpu``: the flip-free backbone);
+the same backend on a GPU keeps the literal composition. ``cuda``: mamba-ssm's selective-scan kernel plus
 causal-conv1d's conv when installed. ``auto``: ``cuda`` on a GPU with the kernels,
 else ``torch``. The choice is logged once per (name, device type).
 """
@@ -39,6 +41,9 @@ class Backend:
     # one Mamba direction on token-major rows (kernels/scan_cuda.mixer_rows; twin: mixer_ref.mixer_rows_ref),
     # used by the flip-free path (BiMamba.forward_split); None: the mamba-ssm scan per chunk
     mixer_rows: Callable[..., torch.Tensor] | None = None
+    # both directions of a BiMamba ("add") on token-major CPU rows (kernels/mixer_numba.bimamba_rows;
+    # twin: mixer_ref.bimamba_rows_ref), used by BiMamba.forward for CPU inference; None: per direction
+    bimamba_rows: Callable[..., torch.Tensor] | None = None
 
 
 @functools.cache
@@ -114,7 +119,7 @@ def resolve_backend(name: str = "auto", device: torch.device | str | None = None
 
 
 @functools.cache
-def _build(name: str) -> Backend:
+def _build(name: str, device_type: str = "cpu") -> Backend:
     if name == "cuda":
         scan, conv, _ = _cuda_kernels()
         conv_fn = _cuda_conv(conv) if conv is not None else causal_conv1d_ref
@@ -133,10 +138,15 @@ def _build(name: str) -> Backend:
             mixer = scan_cuda.mixer_rows if not why else None
             detail += " + token-major NVRTC scan for inference" if mixer else f" (no NVRTC scan: {why})"
         return Backend("cuda", _cuda_scan(scan), conv_fn, detail, pair, mixer)
-    detail = (
-        "numba scan for CPU inference, chunked PyTorch scan otherwise" if numba_available() else "chunked PyTorch scan"
-    )
-    return Backend("torch", scan_cpu, causal_conv1d_ref, detail)
+    if not numba_available():
+        return Backend("torch", scan_cpu, causal_conv1d_ref, "chunked PyTorch scan")
+    if device_type != "cpu":  # the torch backend on a GPU: the literal composition, as before
+        return Backend("torch", scan_cpu, causal_conv1d_ref, "chunked PyTorch scan")
+    from caduceus_cli.kernels.addnorm_numba import add_norm_pair_cpu
+    from caduceus_cli.kernels.mixer_numba import bimamba_rows
+
+    detail = "numba BiMamba mixer + block boundary for CPU inference, chunked PyTorch scan otherwise"
+    return Backend("torch", scan_cpu, causal_conv1d_ref, detail, add_norm_pair_cpu, bimamba_rows=bimamba_rows)
 
 
 _logged: set[tuple[str, str]] = set()
@@ -145,7 +155,8 @@ _logged: set[tuple[str, str]] = set()
 def get_backend(name: str = "auto", device: torch.device | str | None = None) -> Backend:
     """Resolve and build a backend, logging the choice once per (backend, device type)."""
     resolved = resolve_backend(name, device)
-    backend = _build(resolved)
+    dev_type = torch.device(device).type if device is not None else "cpu"
+    backend = _build(resolved, dev_type if resolved == "torch" else "cuda")
     key = (resolved, str(torch.device(device).type if device is not None else "?"))
     if key not in _logged:
         _logged.add(key)

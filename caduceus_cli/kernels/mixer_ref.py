@@ -82,3 +82,24 @@ def mixer_rows_ref(rows: torch.Tensor, length: int, p: MixerWeights, out: torch.
     y = selective_scan_tm_ref(u, z, xdbl, p.dt_weight, p.dt_bias, -torch.exp(p.A_log.float()), p.D, length)
     out.copy_(y @ p.out_proj.to(dt).t())
     return out
+
+
+def mixer_y_ref(rows: torch.Tensor, length: int, p: MixerWeights) -> torch.Tensor:
+    """One Mamba direction up to (not including) out_proj: rows (n*L, D) -> gated scan output (n*L, d_inner)."""
+    d = p.d_inner
+    x = rows @ p.in_proj[:d].t()
+    z = rows @ p.in_proj[d:].t()
+    u = conv_silu_ref(x, p.conv_weight, p.conv_bias, length)
+    xdbl = u @ p.x_proj.t()
+    return selective_scan_tm_ref(u, z, xdbl, p.dt_weight, p.dt_bias, -torch.exp(p.A_log.float()), p.D, length)
+
+
+def _flip_rows(t: torch.Tensor, length: int) -> torch.Tensor:
+    """(n*L, C) -> the same rows with each row's L positions reversed."""
+    return t.view(-1, length, t.shape[-1]).flip(1).reshape(t.shape)
+
+
+def bimamba_rows_ref(rows: torch.Tensor, length: int, pf: MixerWeights, pr: MixerWeights) -> torch.Tensor:
+    """Twin of ``mixer_numba.bimamba_rows``: rows (n*L, D) -> out_proj(y_fwd + flip(y_rev(flip(rows)))) (n*L, D)."""
+    y = mixer_y_ref(rows, length, pf) + _flip_rows(mixer_y_ref(_flip_rows(rows, length), length, pr), length)
+    return y @ pf.out_proj.t()

@@ -13,6 +13,7 @@ import torch
 import torch.nn as nn
 
 from caduceus_cli.kernels.backend import Backend
+from caduceus_cli.kernels.cpu_buffers import fresh
 from caduceus_cli.model.config import CaduceusConfig
 from caduceus_cli.model.mamba import MambaMixer, channels_flat
 
@@ -52,9 +53,14 @@ class BiMamba(nn.Module):
         The reverse direction flips h (D channels, not the 4x wider projections) and
         re-aligns its scan output; with "add" the two outputs are summed before one
         shared out_proj (it is linear), saving a matmul and an activation.
+        CPU inference goes through ``kernels.bimamba_rows`` where it applies (no flip at all).
         """
         f, r = self.mamba_fwd, self.mamba_rev
         bsz, L, _ = h.shape
+        if self._rows_path(h, kernels):
+            rows = h.reshape(bsz * L, -1)  # (B, L, D) -> (B*L, D)
+            out = kernels.bimamba_rows(rows, L, f.token_major_weights(f), r.token_major_weights(f))
+            return out.view(bsz, L, -1)  # (B*L, D) -> (B, L, D)
         y_f = channels_flat(f.scan_branch(*f.in_projection(h), kernels))  # (di, B*L)
         y_r = channels_flat(r.scan_branch(*f.in_projection(h.flip(1)), kernels))  # reverse positions
         y_r = y_r.view(-1, bsz, L).flip(-1).reshape(y_r.shape)  # (di, B, L) re-aligned to forward positions
@@ -62,14 +68,26 @@ class BiMamba(nn.Module):
             return f.out_projection(y_f + y_r, bsz)
         return f.out_projection(y_f, bsz) * f.out_projection(y_r, bsz)
 
+    def _rows_path(self, h: torch.Tensor, kernels: Backend) -> bool:
+        """Whether ``forward`` runs through ``kernels.bimamba_rows``: "add", inference (no autograd,
+        no autocast), and a case the kernel takes (CPU, float32, d_inner a multiple of 16)."""
+        if kernels.bimamba_rows is None or self.strategy != "add" or torch.is_grad_enabled():
+            return False
+        if torch.is_autocast_enabled(h.device.type):
+            return False
+        from caduceus_cli.kernels.mixer_numba import supported
+
+        return supported(self.mamba_fwd.d_inner, h.dtype, h.device)
+
     def forward_split(
         self, X: torch.Tensor, kernels: Backend, max_rows: int | None = None
-    ) -> tuple[torch.Tensor, torch.Tensor]:
+    ) -> tuple[torch.Tensor, torch.Tensor | None]:
         """Both directions without flips: X (2, M, L, D) holds the rows and the same rows flipped along L.
 
         Returns (o_f, o_r), each (M*L, D): the forward direction's output, and the reverse
         direction's output in reversed position order. ``o_f + flip_L(o_r)`` is ``forward``'s
-        result for "add"; the next add+norm reads it that way (``kernels/addnorm.py``).
+        result for "add"; the next add+norm reads it that way (``kernels/addnorm.py``). On the CPU
+        (``kernels.bimamba_rows``) o_f is that sum already and o_r is None.
         Rows go through in chunks of at most ``max_rows`` (default: SCAN_MAX_ROWS rows and
         SCAN_MAX_TOKENS tokens), each chunk's GEMM outputs dense, its out_proj written straight
         into its rows of o_f / o_r.
@@ -78,6 +96,8 @@ class BiMamba(nn.Module):
         _, M, L, D = X.shape
         if kernels.mixer_rows is not None and fused_supported(f.d_inner, X.dtype):
             return self._forward_split_token_major(X, kernels, max_rows)
+        if self._rows_path(X, kernels):
+            return self._forward_split_rows(X, kernels, max_rows), None
         max_rows = max_rows or max(1, min(SCAN_MAX_ROWS, SCAN_MAX_TOKENS // L))
         outs: list[torch.Tensor] = []
         for direction, mixer in ((0, f), (1, r)):
@@ -94,6 +114,20 @@ class BiMamba(nn.Module):
                 del y  # before the next chunk's intermediates are allocated
             outs.append(out)
         return outs[0], outs[1]
+
+    def _forward_split_rows(self, X: torch.Tensor, kernels: Backend, max_rows: int | None) -> torch.Tensor:
+        """``forward_split`` through ``kernels.bimamba_rows`` (CPU): reads X[0] only (the kernel walks
+        time backwards for the reverse direction) and returns both directions summed, (M*L, D), in
+        chunks of at most ``max_rows`` rows (default: SCAN_MAX_TOKENS tokens) to bound the intermediates."""
+        f, r = self.mamba_fwd, self.mamba_rev
+        _, M, L, D = X.shape
+        max_rows = max_rows or max(1, SCAN_MAX_TOKENS // L)
+        pf, pr = f.token_major_weights(f), r.token_major_weights(f)
+        out = fresh((M * L, D))  # (M*L, D); numpy-allocated: cheaper first touch (kernels/cpu_buffers.py)
+        for s in range(0, M, max_rows):
+            e = min(M, s + max_rows)
+            kernels.bimamba_rows(X[0, s:e].reshape((e - s) * L, D), L, pf, pr, out=out[s * L : e * L])
+        return out
 
     def _forward_split_token_major(
         self, X: torch.Tensor, kernels: Backend, max_rows: int | None
