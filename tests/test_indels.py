@@ -14,7 +14,7 @@ from caduceus_cli.errors import InputFileError, OptionError, ReferenceError_
 from caduceus_cli.inference.featurise import Featuriser, scored_chunks
 from caduceus_cli.inference.normalise import Normalised, normalise, string_fetch
 from caduceus_cli.inference.planner import SitePlanner, WindowLayout
-from caduceus_cli.inference.pll import IndelPll, pll_spans
+from caduceus_cli.inference.pll import IndelPll, apply_edits, pll_spans
 from caduceus_cli.inference.prefetch import prefetched
 from caduceus_cli.inference.runtime import Runtime
 from caduceus_cli.inference.spec import spec_for
@@ -150,6 +150,37 @@ def test_indel_llr_is_the_pll_difference(golden_featuriser, masking):
     want = pll(a.seq, c - 1, c + 3 + 2) - pll(a.ref_seq, c - 1, c + 1 + 2)  # changed bases GC, 2 bp each side
     assert got == pytest.approx(want, abs=1e-5)
     assert IndelPll(rt.engine, 2, masking).forwards(a) == (2 if masking == "span" else 4 + 6)
+
+
+def test_indels_of_a_tile_share_their_masked_forwards(golden_featuriser):
+    rt, spec = golden_featuriser
+    with pysam.FastaFile(str(REF)) as fa:
+        seq = fa.fetch("22", 20_107_200, 20_107_600).upper()
+    planner = SitePlanner(FakeReference(seq), WindowLayout(101, core=51))  # tile 4: core [204, 255), from 179
+    ins = Variant("s", 211, seq[210], (seq[210] + "GC",), index=0)  # insert GC after 0-based 210
+    dele = Variant("s", 236, seq[235:238], (seq[235],), index=1)  # delete 0-based [236, 238)
+    plans = [planner.plan(ins), planner.plan(dele)]
+    a, b = (p.alleles[0] for p in plans)
+    assert a.window_key == b.window_key == ("s", 179) and not a.away and not b.away
+    shift = len(a.alt) - len(a.ref)
+    combined = seq[:211] + "GC" + seq[211:236] + seq[238:]  # both edits on the contig
+    window = apply_edits(a.ref_seq, a.tail, [(a.centre, a.ref, a.alt), (b.centre, b.ref, b.alt)])
+    assert window == combined[179 : 179 + 101]
+    (_, _), (lo, hi) = pll_spans(b, 3)
+    assert window[lo + shift : hi + shift] == b.seq[lo:hi] and window[:hi] != b.seq[:hi]
+    per_forward = 1 if rt.engine.rcps else 2
+    llr, forwards, lone = {}, {}, {}
+    for batch, spacing in ((True, 0), (False, 0), (True, 64)):
+        f = Featuriser(rt.engine, spec, features=False, batch_indels=batch, indel_spacing=spacing)
+        before = rt.engine.windows_run
+        llr[batch, spacing] = [s.llr[0] for s in f.run(plans, shared=True)]
+        forwards[batch, spacing] = (rt.engine.windows_run - before) // per_forward
+        lone[batch, spacing] = f.run(plans[:1], shared=True)[0].llr[0]
+    # one reference and one alternate pass for both indels; spans 64 bp apart at least: one pass each
+    assert forwards == {(True, 0): 2, (False, 0): 4, (True, 64): 4}
+    assert llr[True, 64] == llr[False, 0] != llr[True, 0]  # the other indel's masked span is context
+    assert llr[True, 0] == pytest.approx(llr[False, 0], abs=0.5)
+    assert lone[True, 0] == lone[False, 0]  # a tile with one indel: its own windows, bytes unchanged
 
 
 # ---- end to end on real chr22 calls with the shipped model ----

@@ -7,8 +7,9 @@ position, indels left-aligned, see ``planner``):
   masked in one forward of the reference window, summed over the positions where the
   alleles differ, averaged over both strands.
 - CAD_LLR, indel: PLL(alt) - PLL(ref), pseudo-log-likelihoods of the alternate and the
-  reference window over the changed bases plus ``PLL_FLANK`` (3) bases each side, each base
-  masked in a forward of its own (``pll``; 13 masked forwards for a 1-bp indel).
+  reference window over the changed bases plus ``PLL_FLANK`` (3) bases each side (``pll``): the
+  span masked in one forward per window (default), or each base in a forward of its own (13
+  masked forwards for a 1-bp indel); in shared tiles a tile's indels share span forwards.
 - CAD_COS (SNV, MNV, indel): cosine distance of the RC-averaged embeddings of the
   reference and alternate windows, mean-pooled over +/- flank positions around the
   variant's first (an indel's: anchor) base.
@@ -34,7 +35,7 @@ import numpy as np
 from caduceus_cli.inference.chunking import Chunker, chunk_key
 from caduceus_cli.inference.engine import WindowEngine
 from caduceus_cli.inference.planner import AllelePlan, SitePlan, SitePlanner
-from caduceus_cli.inference.pll import PLL_FLANK, IndelPll
+from caduceus_cli.inference.pll import INDEL_SPACING, PLL_FLANK, IndelPll
 from caduceus_cli.inference.prefetch import locked, prefetched
 from caduceus_cli.inference.spec import EmbeddingSpec
 from caduceus_cli.io.variant import Variant
@@ -91,7 +92,10 @@ class Featuriser:
     tile window, see ``planner.WindowLayout``) run one reference forward per tile pooled at each ALT's
     position, one alternate forward per ALT, and masked forwards in which every SNV/MNV of the tile is
     masked at once, except that sites closer than ``min_spacing`` bp go to further passes. Indels get
-    their masked forwards from ``pll.IndelPll`` (``indel_flank``, ``indel_masking``), in either mode.
+    their masked forwards from ``pll.IndelPll`` (``indel_flank``, ``indel_masking``), in either mode; in
+    shared tiles with 'span' masking several indels of a tile share each masked forward
+    (``IndelPll.score_tiles``; their masked spans at least ``indel_spacing`` and ``min_spacing`` bp apart)
+    unless ``batch_indels`` is off (then two forwards per indel, as centred).
     """
 
     def __init__(
@@ -103,6 +107,8 @@ class Featuriser:
         min_spacing: int = 0,
         indel_flank: int = PLL_FLANK,
         indel_masking: str = "span",
+        batch_indels: bool = True,
+        indel_spacing: int = INDEL_SPACING,
     ) -> None:
         self.engine = engine
         self.spec = spec
@@ -110,6 +116,8 @@ class Featuriser:
         self.features = features
         self.min_spacing = min_spacing
         self.indels = IndelPll(engine, indel_flank, indel_masking)
+        self.batch_indels = batch_indels
+        self.indel_spacing = indel_spacing
         self._ref_cache: OrderedDict[tuple, np.ndarray] = OrderedDict()
         self._tokens: Tokens = {}
 
@@ -135,8 +143,14 @@ class Featuriser:
         if self.llr:
             snvs = [a for a in plans if a.masked]
             mask_lp = self._shared_masked(snvs) if shared else self._masked_logprobs(snvs)
-            indels = [a for a in plans if not a.masked]
-            indel_llr = dict(zip(map(id, indels), self.indels.score(indels, self._encode), strict=True))
+            site = {id(s): k for k, s in enumerate(out)}
+            indels = [(site[id(s)], a) for s, _, a in alleles if not a.masked]
+            if shared and self.batch_indels and self.indels.masking == "span":
+                spacing = max(self.min_spacing, self.indel_spacing)
+                values = self.indels.score_tiles([a for _, a in indels], [k for k, _ in indels], self._encode, spacing)
+            else:
+                values = self.indels.score([a for _, a in indels], self._encode)
+            indel_llr = dict(zip((id(a) for _, a in indels), values, strict=True))
         for s, i, a in alleles:
             if self.features:
                 s.ref_feats[i] = ref_feat[a.feature_key]

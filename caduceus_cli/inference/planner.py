@@ -90,6 +90,10 @@ class AllelePlan:
     alt: str
     ref_seq: str
     seq: str
+    # the reference after ``ref_seq`` (from 0-based ``start`` + W; an indel's, for shared passes that put several
+    # indels in one alternate window), and whether the ALT is scored in another window than its VCF position's
+    tail: str = field(default="", repr=False, compare=False)
+    away: bool = field(default=False, compare=False)
 
     @property
     def masked(self) -> bool:
@@ -244,7 +248,7 @@ class SitePlanner:
             win = self._window(chrom, start, W + max(0, len(n.ref) - len(n.alt)))
             site_seq = win.seq[:W]
         seq = (win.seq[:c] + n.alt + win.seq[c + len(n.ref) :])[:W]
-        return AllelePlan(chrom, "indel", start, c, n.ref, n.alt, site_seq, seq)
+        return AllelePlan(chrom, "indel", start, c, n.ref, n.alt, site_seq, seq, win.seq[W:], start != site_start)
 
     def _window_flags(self, chrom: str, windows: dict[int, str]) -> list[str]:
         """EDGE_PADDED / N_IN_WINDOW if any window (0-based start -> its W bases) qualifies."""

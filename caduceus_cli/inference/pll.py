@@ -31,11 +31,20 @@ longer allele's sum has more terms, each a log-probability below 0, so deletions
 insertions negative (on 100 real chr22 indels: deletions +3.7, insertions -2.7 on average); compare
 indels of the same kind and length. A span base that is not A/C/G/T
 (N, or N padding past a contig end) leaves the ALT unscored (None).
+
+Shared tiles (``IndelPll.score_tiles``, 'span' masking): the indels of a tile share masked forwards, one
+reference forward with all their reference spans masked and one alternate forward with all of them applied
+and their alternate spans masked, each PLL read at its own span, so a tile's indels cost two forwards in
+all rather than two each. The other masked spans of a forward are context the single-indel PLL does not
+have: a 7-bp masked block next to a span moved the PLL of 34 real chr22 indels (shipped model, 512 bp
+windows) by 1.57 on average (max 3.98), 0.35 at 8 bp from the span, 0.27 at 16, 0.08 at 32, 0.04 at 64
+(max 0.19) and 0.02 at 128; so spans of one forward are ``INDEL_SPACING`` (64) bp apart at least.
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable
+from dataclasses import dataclass, field
 
 import numpy as np
 
@@ -45,6 +54,7 @@ from caduceus_cli.inference.planner import AllelePlan
 from caduceus_cli.tokenizer import MASK
 
 PLL_FLANK = 3  # bp each side of an indel's changed bases
+INDEL_SPACING = 64  # bp at least between the masked spans of indels that share a forward (module docstring)
 MASKINGS = ("position", "span")
 _BASE_INDEX = {"A": 0, "C": 1, "G": 2, "T": 3}
 
@@ -54,6 +64,37 @@ def pll_spans(a: AllelePlan, flank: int = PLL_FLANK) -> tuple[tuple[int, int], t
     W = len(a.ref_seq)
     lo = max(0, a.centre + (a.ref[0] == a.alt[0]) - flank)
     return (lo, min(W, a.centre + len(a.ref) + flank)), (lo, min(W, a.centre + len(a.alt) + flank))
+
+
+def apply_edits(ref_seq: str, tail: str, edits: list[tuple[int, str, str]]) -> str:
+    """The window ``ref_seq`` (W bases) with each (centre, REF, ALT) edit applied: REF at 0-based ``centre``
+    of ``ref_seq`` replaced by ALT, edits sorted and not overlapping; cut to W bases, or filled from ``tail``
+    (the reference after the window), as the planner makes one indel's alternate window. An edit after
+    another starts ``sum(len(ALT) - len(REF))`` of the edits before it away from its ``centre``."""
+    W = len(ref_seq)
+    full = ref_seq + tail
+    parts: list[str] = []
+    end = 0  # 0-based position in ``full`` up to which it is copied
+    for centre, ref, alt in edits:
+        if centre < end or full[centre : centre + len(ref)] != ref:
+            raise ValueError(f"edit {ref}>{alt} at {centre}: overlaps the edit before it or REF does not match")
+        parts += [full[end:centre], alt]
+        end = centre + len(ref)
+    window = ("".join(parts) + full[end:])[:W]
+    if len(window) != W:
+        raise ValueError(f"edits delete {W - len(window)} bases more than the tail holds")
+    return window
+
+
+@dataclass
+class _AltPass:
+    """An alternate pass being filled (``IndelPll._alt_passes``)."""
+
+    sites: set[int] = field(default_factory=set)
+    edits: list[tuple[AllelePlan, int]] = field(default_factory=list)  # (ALT, its coordinate shift)
+    shift: int = 0  # sum of len(ALT) - len(REF) of the edits so far
+    ref_end: int = 0  # 0-based end of the last edit's REF in the reference window
+    span_end: int | None = None  # 0-based end of the last alternate span in the pass's window
 
 
 class IndelPll:
@@ -94,10 +135,143 @@ class IndelPll:
         pll = dict(zip(jobs, values, strict=True))
         return [None if t is None else sum(pll[k] for k in t[1]) - sum(pll[k] for k in t[0]) for t in terms]
 
+    def score_tiles(
+        self,
+        alleles: list[AllelePlan],
+        sites: list[int],
+        encode: Callable[[str], np.ndarray],
+        min_spacing: int = 0,
+    ) -> list[float | None]:
+        """CAD_LLR of indels in shared tiles with 'span' masking, several indels of a tile per masked forward.
+
+        ``sites``: the site of each allele (ALTs of one site never share an alternate pass). Per tile (the
+        reference window, ``window_key``) the distinct reference spans go into passes, each span starting at
+        least ``min_spacing`` bp after the previous span of its pass ends, one forward per pass with all its
+        spans masked. The distinct ALTs (window, centre, REF, ALT) go into alternate passes, taken in order of
+        position: each pass is the tile's reference window with its indels applied left to right (0-based
+        reference coordinates, no two edits overlapping), cut or filled from the reference (``tail``) to W
+        bases like a single indel's alternate window, with every applied indel's alternate span masked at its
+        position shifted by the length changes of the edits before it; an ALT joins the first pass where its
+        shifted span starts ``min_spacing`` bp after the pass's last span, ends inside the window, and the
+        pass's net deletion stays within the known tail. A pass of one indel is that indel's own alternate
+        window, so a tile with one indel scores as ``score`` does. ALTs scored away from their VCF position's
+        tile (``away``: their tile's passes would depend on how the input is chunked), with a span reaching
+        past a window edge, or without the reference needed to fill their window go to ``score``.
+        """
+        out: list[float | None] = [None] * len(alleles)
+        alone: list[int] = []
+        distinct: dict[tuple, list[int]] = {}  # (window key, centre, REF, ALT) -> allele indices
+        for i, a in enumerate(alleles):
+            (r0, r1), (a0, a1) = pll_spans(a, self.flank)
+            if not set(a.ref_seq[r0:r1] + a.seq[a0:a1]) <= _BASE_INDEX.keys():
+                continue
+            W = len(a.ref_seq)
+            inside = a.centre + (a.ref[0] == a.alt[0]) - self.flank >= 0
+            inside &= a.centre + max(len(a.ref), len(a.alt)) + self.flank <= W
+            if a.away or not inside:
+                alone.append(i)
+            else:
+                distinct.setdefault((*a.window_key, a.centre, a.ref, a.alt), []).append(i)
+        tiles: dict[tuple, list[tuple]] = {}  # window key -> its distinct ALTs' keys, in order of position
+        for key in sorted(distinct, key=lambda k: (k[:3], len(k[3]), k[3], k[4])):
+            tiles.setdefault(key[:2], []).append(key)
+        jobs: list[tuple[str, tuple[int, ...]]] = []  # (window, masked positions) of each pass
+        where: dict[tuple, tuple[int, int, int, int, int, int]] = {}  # ALT key -> ref (job, offset, n), alt (...)
+        for keys in tiles.values():
+            plans = [alleles[distinct[k][0]] for k in keys]
+            ref_seq, tail = plans[0].ref_seq, max((a.tail for a in plans), key=len)
+            groups = [{sites[i] for i in distinct[k]} for k in keys]
+            alt_at = self._alt_passes(ref_seq, tail, plans, groups, min_spacing, jobs)
+            alone += [i for k, al in zip(keys, alt_at, strict=True) if al is None for i in distinct[k]]
+            kept = [(k, a, al) for k, a, al in zip(keys, plans, alt_at, strict=True) if al is not None]
+            ref_at = self._ref_passes(ref_seq, [a for _, a, _ in kept], min_spacing, jobs)
+            where.update({k: (*r, *al) for (k, _, al), r in zip(kept, ref_at, strict=True)})
+        values = self._true_logps(jobs, encode)
+        for k, (rj, ro, rn, aj, ao, an) in where.items():
+            llr = sum(float(v) for v in values[aj][ao : ao + an]) - sum(float(v) for v in values[rj][ro : ro + rn])
+            for i in distinct[k]:
+                out[i] = llr
+        alone.sort()
+        for i, llr in zip(alone, self.score([alleles[i] for i in alone], encode), strict=True):
+            out[i] = llr
+        return out
+
+    def _ref_passes(
+        self, ref_seq: str, alleles: list[AllelePlan], min_spacing: int, jobs: list[tuple[str, tuple[int, ...]]]
+    ) -> list[tuple[int, int, int]]:
+        """Reference passes of one tile's ALTs, appended to ``jobs``: per ALT (job, offset, length) of its span."""
+        spans = sorted({pll_spans(a, self.flank)[0] for a in alleles})  # 0-based [lo, hi)
+        passes: list[list[tuple[int, int]]] = []
+        for lo, hi in spans:
+            target = next((q for q in passes if lo - q[-1][1] >= min_spacing), None)
+            if target is None:
+                passes.append(target := [])
+            target.append((lo, hi))
+        at: dict[tuple[int, int], tuple[int, int, int]] = {}
+        for q in passes:
+            positions: list[int] = []
+            for lo, hi in q:
+                at[(lo, hi)] = (len(jobs), len(positions), hi - lo)
+                positions += range(lo, hi)
+            jobs.append((ref_seq, tuple(positions)))
+        return [at[pll_spans(a, self.flank)[0]] for a in alleles]
+
+    def _alt_passes(
+        self,
+        ref_seq: str,
+        tail: str,
+        alleles: list[AllelePlan],
+        groups: list[set[int]],
+        min_spacing: int,
+        jobs: list[tuple[str, tuple[int, ...]]],
+    ) -> list[tuple[int, int, int] | None]:
+        """Alternate passes of one tile's distinct ALTs (in order of position; ``groups``: the sites of each),
+        appended to ``jobs``: per ALT (job, offset, length) of its shifted span, None where no pass takes it."""
+        W = len(ref_seq)
+
+        def takes(q: _AltPass, a: AllelePlan, sites: set[int]) -> bool:
+            _, (lo, hi) = pll_spans(a, self.flank)
+            return (
+                not q.sites & sites
+                and a.centre >= q.ref_end
+                and (q.span_end is None or lo + q.shift - q.span_end >= min_spacing)
+                and hi + q.shift <= W
+                and q.shift + len(a.alt) - len(a.ref) >= -len(tail)
+            )
+
+        passes: list[_AltPass] = []
+        chosen: list[_AltPass | None] = []
+        for a, sites in zip(alleles, groups, strict=True):
+            q = next((q for q in passes if takes(q, a, sites)), None)
+            if q is None and takes(fresh := _AltPass(), a, sites):
+                passes.append(q := fresh)
+            chosen.append(q)
+            if q is not None:
+                q.sites |= sites
+                q.edits.append((a, q.shift))
+                q.shift += len(a.alt) - len(a.ref)
+                q.ref_end = a.centre + len(a.ref)
+                q.span_end = pll_spans(a, self.flank)[1][1] + q.edits[-1][1]
+        at: dict[int, tuple[int, int, int]] = {}  # id(ALT) -> (job, offset, length)
+        for q in passes:
+            positions: list[int] = []
+            for a, shift in q.edits:
+                _, (lo, hi) = pll_spans(a, self.flank)
+                at[id(a)] = (len(jobs), len(positions), hi - lo)
+                positions += range(lo + shift, hi + shift)
+            jobs.append((apply_edits(ref_seq, tail, [(a.centre, a.ref, a.alt) for a, _ in q.edits]), tuple(positions)))
+        return [None if q is None else at[id(a)] for a, q in zip(alleles, chosen, strict=True)]
+
     def _run(self, jobs: list[tuple[str, tuple[int, ...]]], encode: Callable[[str], np.ndarray]) -> list[float]:
-        """Sum of log P(true base) at the masked positions of each (window, positions) job, ``batch_size``
-        windows built and run at a time (memory: one batch of windows)."""
-        out: list[float] = []
+        """Sum of log P(true base) at the masked positions of each (window, positions) job."""
+        return [sum(float(v) for v in lp) for lp in self._true_logps(jobs, encode)]
+
+    def _true_logps(
+        self, jobs: list[tuple[str, tuple[int, ...]]], encode: Callable[[str], np.ndarray]
+    ) -> list[np.ndarray]:
+        """log P(true base) at the masked positions of each (window, positions) job, (k,) float32 in the
+        positions' order, ``batch_size`` windows built and run at a time (memory: one batch of windows)."""
+        out: list[np.ndarray] = []
         step = self.engine.batch_size
         for i in range(0, len(jobs), step):
             part = jobs[i : i + step]
@@ -107,5 +281,6 @@ class IndelPll:
                 row[p] = MASK
             lps = self.engine.masked_logprobs_at(ids, positions)  # per job (k, 4)
             for (seq, pos), lp in zip(part, lps, strict=True):
-                out.append(sum(float(lp[t, _BASE_INDEX[seq[j]]]) for t, j in enumerate(pos)))
+                true = np.fromiter((_BASE_INDEX[seq[j]] for j in pos), np.int64, len(pos))  # (k,)
+                out.append(lp[np.arange(len(pos)), true])  # (k,)
         return out
