@@ -53,3 +53,7 @@ class StoppedError(CaduceusError, RuntimeError):
 
 class ShardError(CaduceusError, ValueError):
     """Shard outputs that cannot be merged: missing, duplicated, incomplete or from different runs."""
+
+
+class RankError(CaduceusError, RuntimeError):
+    """Another process of a torchrun run failed or stopped; this one stops too."""

@@ -73,13 +73,22 @@ def test_three_chunks_merge_to_the_single_run(single, shards, tmp_path):
     assert Path(str(merged) + ".tbi").exists()
     assert not any("caduceus_shard" in line for line in header(merged))
     assert [line for line in header(merged) if "caduceus_merged" not in line] == header(single)
+    bcf = tmp_path / "merged.bcf"  # another format: the same records
+    caduceus("merge", *map(str, shards), "-o", str(bcf))
+    import pysam
+
+    with pysam.VariantFile(str(bcf)) as a, pysam.VariantFile(str(merged)) as b:
+        assert [str(r) for r in a] == [str(r) for r in b]
 
 
 def test_merge_refuses_missing_foreign_and_repeated_shards(single, shards, tmp_path):
     foreign = tmp_path / "foreign.vcf.gz"
     caduceus("score-vcf", VCF, *BASE, "--chunk", "3/3", "--flank", "10", "-o", str(foreign))
+    cut = tmp_path / "cut.vcf.gz"
+    cut.write_bytes(shards[1].read_bytes()[: shards[1].stat().st_size // 2])
     out = str(tmp_path / "m.vcf.gz")
     cases = {
+        "cut short": ([shards[0], cut, shards[2]], "score shard 2/3 again"),
         "missing": ([shards[0], shards[2]], "shard 2/3 of run"),
         "foreign": ([*shards[:2], foreign], "shard of another run"),
         "repeated": ([shards[0], *shards], "is also given as"),
@@ -121,6 +130,9 @@ def test_interrupted_run_resumes_to_the_same_output(single, tmp_path, sig):
         assert again.returncode == 3 and "--resume" in again.stderr
         other = caduceus(*args, "--resume", "--flank", "10", check=False)  # other options: refused
         assert other.returncode == 3 and "flank" in other.stderr
+        chr20 = str(DATA / "chr20_slices.fa.gz")
+        wrong_ref = caduceus(*[chr20 if a == REF else a for a in args], "--resume", check=False)
+        assert wrong_ref.returncode == 3 and "reference" in wrong_ref.stderr
         assert len(list(folder.glob("part-*.bgz"))) == done
     caduceus(*args, "--resume")
     assert body(out) == body(single)
@@ -161,4 +173,4 @@ def test_snakemake_workflow_scatter_score_merge(single, tmp_path):
     assert body(out) == body(single) and Path(str(out) + ".tbi").exists()
     logs = sorted((out.parent / "logs" / "donors").glob("*.log"))
     assert [x.name for x in logs] == ["merge.log", "score.part1.log", "score.part2.log", "score.part3.log"]
-    assert not list(out.parent.glob(".donors.shards/*.vcf.gz"))  # shards are temp()
+    assert not list(out.parent.glob(".donors.shards/*"))  # shards and their indexes are temp()

@@ -43,7 +43,7 @@ class Chunker:
 
     def __init__(self, chunk_sites: int) -> None:
         if chunk_sites < 1:
-            raise OptionError(f"chunk size {chunk_sites}: must be at least 1")
+            raise OptionError(f"--chunk-sites {chunk_sites}: must be at least 1")
         self.chunk_sites = chunk_sites
         self.buffered = 0
         self._run = 0  # records at the end of the buffer with the same key as the last one

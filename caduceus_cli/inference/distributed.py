@@ -14,6 +14,8 @@ import os
 from collections.abc import Mapping
 from dataclasses import dataclass
 
+from caduceus_cli.errors import RankError
+
 log = logging.getLogger(__name__)
 
 BARRIER_TIMEOUT = datetime.timedelta(days=7)  # a rank may score for days before the others see it finish
@@ -68,10 +70,17 @@ class Ranks:
             log.info("%sjoined the process group", self.label())
 
     def barrier(self) -> None:
+        """Wait for every rank; if one failed or stopped, stop with one line (its own message says why)."""
         if self.many:
             import torch.distributed as dist
 
-            dist.barrier()
+            try:
+                dist.barrier()
+            except RuntimeError as exc:
+                raise RankError(
+                    f"{self.label()}stops: another rank failed or stopped (see its message); what is scored is "
+                    "kept beside the output: rerun the same command with --resume"
+                ) from exc
 
     def close(self) -> None:
         if self.many:

@@ -35,9 +35,17 @@ class AtomicOutput:
             self.tmp = tmp
 
     def commit(self) -> None:
+        """Make the file durable under its final name: fsync it, rename it, fsync its folder."""
         if not self.stdout:
             os.chmod(self.tmp, 0o666 & ~_umask())  # mkstemp makes 0600; give the usual file mode
+            with open(self.tmp, "rb") as fh:
+                os.fsync(fh.fileno())
             os.replace(self.tmp, self.path)
+            fd = os.open(Path(self.path).parent, os.O_RDONLY)
+            try:
+                os.fsync(fd)
+            finally:
+                os.close(fd)
 
     def abort(self) -> None:
         if not self.stdout and os.path.exists(self.tmp):

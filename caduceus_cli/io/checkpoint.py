@@ -155,10 +155,15 @@ class Checkpoint:
                 f"{self.dir}/run.json is unreadable ({exc}); delete {self.dir} to start again"
             ) from exc
         for key in sorted(set(have) | set(run)):
-            if have.get(key) != run.get(key):
+            old, new = have.get(key), run.get(key)
+            if old != new:
+                if key == "options":  # name the option that differs
+                    a, b = json.loads(old or "{}"), json.loads(new or "{}")
+                    key = next(k for k in sorted(set(a) | set(b)) if a.get(k) != b.get(k))
+                    old, new = a.get(key), b.get(key)
                 raise InputFileError(
-                    f"{self.out}: the unfinished run in {self.dir} had {key} = {have.get(key)!r}, this one "
-                    f"{run.get(key)!r}; run it as before, or delete {self.dir} to start again"
+                    f"{self.out}: the unfinished run in {self.dir} had {key} = {old!r}, this one "
+                    f"{new!r}; run it as before, or delete {self.dir} to start again"
                 )
 
     def discard_if_empty(self) -> None:

@@ -13,7 +13,10 @@ from __future__ import annotations
 
 import gzip
 import logging
+import os
 import re
+import sys
+import tempfile
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -53,10 +56,6 @@ class MergeSummary:
         return f"{self.shards} shards of run {self.run}, {self.records} records -> {self.output}"
 
 
-def _is_tsv(path: str) -> bool:
-    return output_format(path, None) == OutputType.TSV
-
-
 def _text_lines(path: str) -> Iterator[str]:
     """The lines of a VCF/TSV (plain or gzip/bgzip) or, for BCF, of its VCF text; with their newline."""
     if path.endswith(".bcf"):
@@ -75,16 +74,13 @@ def read_shard(path: str) -> ShardInfo:
     """The shard line of ``path``'s header (clear errors for a missing, unreadable or unsharded file)."""
     if not Path(path).exists():
         raise InputFileError(f"{path}: no such shard file")
-    tsv = _is_tsv(path)
     try:
         for line in _text_lines(path):
-            if not line.startswith("#"):
+            if not line.startswith("#") or line.startswith("#CHROM"):
                 break
             m = _SHARD.match(line.rstrip("\n"))
-            if m:
-                return ShardInfo(path, int(m[1]), int(m[2]), int(m[3]), m[4], tsv)
-            if line.startswith("#CHROM") or (tsv and not line.startswith("# ")):
-                break
+            if m:  # '# caduceus_shard' in TSV, '##caduceus_shard' in VCF
+                return ShardInfo(path, int(m[1]), int(m[2]), int(m[3]), m[4], line.startswith("# "))
     except (OSError, ValueError, EOFError) as exc:
         raise InputFileError(f"{path}: unreadable ({exc}); is it a complete score-vcf output?") from exc
     raise ShardError(f"{path}: not a shard (no caduceus_shard header line); merge takes score-vcf --chunk i/n outputs")
@@ -122,16 +118,23 @@ def merge_shards(paths: list[str], out: str, output_type: OutputType | str | Non
     if (fmt == OutputType.TSV) != shards[0].tsv:
         raise ShardError(f"{out}: the shards are {'TSV' if shards[0].tsv else 'VCF'}; write the merge as the same")
     target = AtomicOutput(out)
-    bcf_text = Path(target.tmp + ".vcf.gz") if fmt == OutputType.BCF else None
+    bcf_text = None
+    if fmt == OutputType.BCF:
+        fd, name = tempfile.mkstemp(suffix=".vcf.gz", dir=None if target.stdout else Path(target.tmp).parent)
+        os.close(fd)
+        bcf_text = Path(name)
     records = 0
     try:
-        with _sink(target, fmt, out, bcf_text) as put:
+        with _Sink(target, fmt, out, bcf_text) as put:
             for k, shard in enumerate(shards):
-                records += _copy(shard, put, header=k == 0)
+                try:
+                    records += _copy(shard, put, header=k == 0)
+                except (OSError, EOFError, ValueError) as exc:
+                    raise ShardError(
+                        f"{shard.path}: unreadable or cut short ({exc}); score shard {shard.index}/{shard.total} again"
+                    ) from exc
         if bcf_text is not None:
-            with pysam.VariantFile(str(bcf_text)) as src, pysam.VariantFile(target.tmp, "wb", header=src.header) as dst:
-                for rec in src:
-                    dst.write(rec)
+            _to_bcf(bcf_text, target.tmp)
     except BaseException:
         target.abort()
         raise
@@ -176,7 +179,22 @@ def _copy(shard: ShardInfo, put, header: bool) -> int:
     return n
 
 
-class _sink:
+def _to_bcf(text: Path, dest: str) -> None:
+    """bgzip VCF text -> BCF, declaring the contigs its records use (BCF needs every contig in the header)."""
+    with pysam.VariantFile(str(text)) as src:
+        contigs = list(dict.fromkeys(rec.chrom for rec in src))
+    with pysam.VariantFile(str(text)) as src:
+        header = src.header.copy()
+        for name in contigs:
+            if name not in header.contigs:
+                header.contigs.add(name)
+        with pysam.VariantFile(dest, "wb", header=header) as dst:
+            for rec in src:
+                rec.translate(header)
+                dst.write(rec)
+
+
+class _Sink:
     """A context manager giving ``put(text)`` into the output (bgzip for .vcf.gz / .tsv.gz / BCF's text)."""
 
     def __init__(self, target: AtomicOutput, fmt: OutputType, out: str, bcf_text: Path | None) -> None:
@@ -185,8 +203,6 @@ class _sink:
         self.stdout = target.stdout and bcf_text is None
 
     def __enter__(self):
-        import sys
-
         if self.bgzip:
             self.fh = pysam.BGZFile(self.path, "wb")
             return lambda text: self.fh.write(text.encode())

@@ -12,6 +12,7 @@ from __future__ import annotations
 import dataclasses
 import hashlib
 import json
+import os
 from collections.abc import Iterator
 from dataclasses import dataclass
 from enum import Enum
@@ -24,7 +25,7 @@ from caduceus_cli.io.regions import Regions
 from caduceus_cli.io.vcf import VariantReader
 
 # options that change where or how fast a run goes, not what it writes
-NOT_IDENTITY = {"device", "output_type", "resume", "checkpoint_every", "checkpoint_s", "chunk"}
+NOT_IDENTITY = {"device", "output_type", "resume", "checkpoint_every", "checkpoint_s", "chunk", "precision", "backend"}
 
 
 def file_sha256(path: str) -> str:
@@ -46,15 +47,31 @@ def _plain(value):
     return value
 
 
-def run_identity(vcf: str, model_sha256: str, opts, shard: Shard | None, fmt: str, window: int) -> dict:
-    """What every shard and every resumed part of one run must share (plus the shard count)."""
+def _file_digest(path: str | None) -> str | None:
+    return None if path is None else file_sha256(path)
+
+
+def run_identity(vcf: str, job, opts, shard: Shard | None, tsv: bool) -> dict:
+    """What every shard and every resumed part of one run must share (plus the shard count).
+
+    ``job`` is the run's ``score_vcf._Job``: its resolved precision and backend (not 'auto'), window,
+    reference (contig names, lengths and file size) and model (backbone + head weights) count; so do the
+    contents, not the paths, of the regions, probe and rename files."""
     options = {k: _plain(v) for k, v in dataclasses.asdict(opts).items() if k not in NOT_IDENTITY}
+    for key in ("regions_file", "probe", "rename_chrs"):
+        options[key] = _file_digest(options.get(key))
+    ref = job.reference
+    rt = job.rt
     return {
         "version": __version__,
         "input_sha256": file_sha256(vcf),
-        "model_sha256": model_sha256,
-        "window": window,
-        "format": fmt,
+        "model_sha256": rt.model_sha256,
+        "head_sha256": job.head_sha256,
+        "reference": {"size": os.path.getsize(ref.path), "contigs": dict(ref.lengths)},
+        "precision": rt.engine.precision.value,
+        "backend": rt.backend_name,
+        "window": job.spec.window,
+        "tsv": tsv,
         "chunks": shard.total if shard else 1,
         "options": json.dumps(options, sort_keys=True),
     }

@@ -11,11 +11,13 @@ scores the i-th of n shards of whole chunks (``pipelines.scatter``) for ``caduce
 
 from __future__ import annotations
 
+import hashlib
 import logging
 import time
 from collections import Counter
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field, replace
+from pathlib import Path
 
 from caduceus_cli import __version__
 from caduceus_cli.choices import IndelMasking, OutputType, Pool, Score, WindowMode, choice
@@ -153,7 +155,7 @@ def score_vcf(
                 provenance = job.provenance(command, regions, shard)
                 identity = None
                 if shard is not None or out != "-":
-                    identity = run_identity(vcf, rt.model_sha256, opts, shard, fmt.value, job.spec.window)
+                    identity = run_identity(vcf, job, opts, shard, fmt == OutputType.TSV)
                 if shard is not None:
                     provenance["shard"] = (
                         f"<index={shard.index},total={shard.total},records={scatter.output.size},"
@@ -168,7 +170,11 @@ def score_vcf(
                 if out == "-":
                     job.stream(cursor.take(scatter.output), text, fmt, out, reader, summary, progress_, stop)
                 else:
-                    identity |= {"range": [scatter.output.start, scatter.output.end], "chunk": str(shard or "")}
+                    # the output's range (a shard's is fixed by the rest; the whole input's end is left open, so a
+                    # run may resume as one process or as torchrun ranks)
+                    identity |= {"chunk": str(shard or ""), "range": [scatter.output.start, scatter.output.end]}
+                    if shard is None:
+                        identity["range"] = [0, None]
                     ck = Checkpoint(out)
                     if ranks.rank == 0:
                         ck.start(identity, text.header_text(), opts.resume)
@@ -180,7 +186,8 @@ def score_vcf(
                             job, ck, cursor, scatter.mine, text, progress_, stop, ranks
                         )
                     except Exception:
-                        ck.discard_if_empty()
+                        if not ranks.many:  # other ranks may be writing parts into the folder
+                            ck.discard_if_empty()
                         raise
                     ranks.barrier()
                     if ranks.rank == 0:
@@ -207,6 +214,7 @@ class _Job:
         self.rt, self.opts, self.scores, self.probe = rt, opts, scores, probe
         self.reference = rt.need_reference("score-vcf")
         self.delta = None
+        self.head_sha256 = _head_sha256(rt.model.source_dir) if head else None
         if Score.DELTA in scores:
             model = attach_head(rt.model, rt.model.source_dir)
             self.delta = DeltaScorer(model, rt.device, rt.engine.precision, opts.batch_size)
@@ -252,7 +260,11 @@ class _Job:
         for j, (s, rec) in enumerate(chunk):
             stats.records += 1
             stats.alts += s.plan.n_alts
-            stats.scored += sum(1 for i in range(s.plan.n_alts) if s.cos[i] is not None or s.llr[i] is not None)
+            stats.scored += sum(
+                1
+                for i in range(s.plan.n_alts)
+                if s.cos[i] is not None or s.llr[i] is not None or (deltas is not None and deltas[j][i] is not None)
+            )
             stats.flags.update(s.flags)
             prob = tuple(probs[j]) if probs is not None else None
             llr = tuple(s.llr) if "CAD_LLR" in self.fields else None
@@ -380,6 +392,15 @@ class _Cursor:
             self._next = None
             if i >= rng.start:
                 yield item
+
+
+def _head_sha256(directory) -> str:
+    """sha256 over a fine-tuned model's head files (the backbone's weights have their own)."""
+    h = hashlib.sha256()
+    for name in sorted(p.name for p in Path(directory).glob("head*")):
+        h.update(name.encode())
+        h.update((Path(directory) / name).read_bytes())
+    return h.hexdigest()
 
 
 def _add(summary: ScoreSummary, stats: PartStats) -> None:
