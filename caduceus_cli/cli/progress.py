@@ -30,14 +30,19 @@ class _Bar:
 
     def __init__(self, prog: Progress, task, t0: float) -> None:
         self.prog, self.task, self.t0 = prog, task, t0
+        self.t0_done = 0  # records skipped (done by an earlier run)
 
     def __call__(self, n: int) -> None:
         self.prog.advance(self.task, n)
-        done = self.prog.tasks[0].completed
+        done = self.prog.tasks[0].completed - self.t0_done
         self.prog.update(self.task, rate=f"{done / max(1e-9, time.monotonic() - self.t0):.1f}/s")
 
     def set_total(self, n: int) -> None:
         self.prog.update(self.task, total=n)
+
+    def skip(self, n: int) -> None:  # records done by an earlier run: on the bar, not in the rate
+        self.prog.advance(self.task, n)
+        self.t0_done = n
 
 
 class _Lines:
@@ -46,6 +51,7 @@ class _Lines:
     def __init__(self, what: str, total: int | None, console: Console, every_s: float, prefix: str) -> None:
         self.what, self.total, self.console, self.every_s, self.prefix = what, total, console, every_s, prefix
         self.done = 0
+        self.skipped = 0  # records done by an earlier run: counted as done, not in the rate
         self.t0 = self.last = time.monotonic()
 
     def __call__(self, n: int) -> None:
@@ -58,9 +64,13 @@ class _Lines:
     def set_total(self, n: int) -> None:
         self.total = n
 
+    def skip(self, n: int) -> None:
+        self.done += n
+        self.skipped += n
+
     def line(self, now: float | None = None) -> None:
         elapsed = max(1e-9, (now or time.monotonic()) - self.t0)
-        rate = self.done / elapsed
+        rate = (self.done - self.skipped) / elapsed
         of = f"/{self.total}" if self.total else ""
         eta = ""
         if self.total and rate > 0 and self.done < self.total:
@@ -73,6 +83,9 @@ class _Lines:
 
 class _Silent:
     def __call__(self, n: int) -> None:
+        pass
+
+    def skip(self, n: int) -> None:
         pass
 
     def set_total(self, n: int) -> None:

@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import hashlib
 import logging
-import time
 from collections import Counter
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field, replace
@@ -44,7 +43,8 @@ from caduceus_cli.io.writers import (
     output_format,
 )
 from caduceus_cli.model.heads import attach_head, is_finetuned
-from caduceus_cli.pipelines.scatter import RecordRange, plan_scatter, run_hash, run_identity
+from caduceus_cli.pipelines.parts import Cursor, Progress, score_parts
+from caduceus_cli.pipelines.scatter import plan_scatter, run_hash, run_identity
 from caduceus_cli.probe.apply import SiteProbe
 
 log = logging.getLogger(__name__)
@@ -93,22 +93,6 @@ class ScoreSummary:
             f"{self.records} records{again}, {self.alts} ALTs, {self.scored} scored; flags: {flags}; "
             f"window {self.window} bp"
         )
-
-
-class Progress:
-    """What the CLI's progress display offers: ``advance(n)``; ``set_total(n)`` when the range is known."""
-
-    def __init__(self, advance: Callable[[int], None] | None = None) -> None:
-        self._advance = advance
-
-    def __call__(self, n: int) -> None:
-        if self._advance is not None:
-            self._advance(n)
-
-    def set_total(self, n: int) -> None:
-        set_total = getattr(self._advance, "set_total", None)
-        if set_total is not None:
-            set_total(n)
 
 
 def score_vcf(
@@ -166,7 +150,7 @@ def score_vcf(
                     declare_contigs(reader.header, job.reference.lengths)
                 text = TsvText(provenance, job.fields) if fmt == OutputType.TSV else VcfText(reader.header)
                 summary = ScoreSummary(window=job.spec.window, output=out)
-                cursor = _Cursor(reader)
+                cursor = Cursor(reader)
                 if out == "-":
                     job.stream(cursor.take(scatter.output), text, fmt, out, reader, summary, progress_, stop)
                 else:
@@ -182,9 +166,7 @@ def score_vcf(
                     if ranks.rank != 0:
                         ck.check(identity)
                     try:
-                        mine, summary.resumed = _score_parts(
-                            job, ck, cursor, scatter.mine, text, progress_, stop, ranks
-                        )
+                        mine, summary.resumed = score_parts(job, ck, cursor, scatter.mine, text, progress_, stop, ranks)
                     except Exception:
                         if not ranks.many:  # other ranks may be writing parts into the folder
                             ck.discard_if_empty()
@@ -324,74 +306,6 @@ class _Job:
         if regions is not None:
             prov["regions"] = regions.describe()
         return prov
-
-
-def _score_parts(
-    job: _Job, ck: Checkpoint, cursor, mine: RecordRange, text, progress, stop, ranks: Ranks
-) -> tuple[PartStats, int]:
-    """Score the records of ``mine`` that no part covers yet into durable parts.
-
-    Returns what this call scored and how many records of ``mine`` earlier runs had scored."""
-    todo = ck.todo(mine.start, mine.end)
-    hi = mine.end if mine.end is not None else float("inf")
-    done_before = sum(max(0, min(e, hi) - max(f, mine.start)) for f, e, _ in ck.parts())
-    if done_before:
-        log.warning("%sresuming: %d records are already scored in %s", ranks.label(), done_before, ck.dir)
-        progress(done_before)
-    opts = job.opts
-    scored = PartStats()
-    for a, b in todo:
-        writer, at, since = ck.writer(a), a, time.monotonic()
-        try:
-            for pairs, stats in job.annotated(cursor.take(RecordRange(a, b))):
-                writer.write("".join(text.record(rec, ann) for rec, ann in pairs))
-                writer.stats = writer.stats + stats
-                scored = scored + stats
-                at += stats.records
-                progress(stats.records)
-                stopping = stop is not None and stop()
-                full = writer.stats.records >= opts.checkpoint_every or time.monotonic() - since >= opts.checkpoint_s
-                if full or stopping:
-                    writer.close(at)
-                    writer, since = ck.writer(at), time.monotonic()
-                if stopping:
-                    raise StoppedError(
-                        f"{ranks.label()}stopped after record {at}: what is scored is kept in {ck.dir}; "
-                        "run the same command with --resume to continue"
-                    )
-            if writer.stats.records:
-                writer.close(at)
-            else:
-                writer.abort()
-        except BaseException:
-            writer.abort()
-            raise
-    return scored, int(done_before)
-
-
-class _Cursor:
-    """One pass over the reader, handed out as consecutive record ranges (records before a range are skipped)."""
-
-    def __init__(self, reader: VariantReader) -> None:
-        self._it = iter(reader)
-        self._next: tuple[Variant, object] | None = None
-        self.seen = 0  # records read so far (the input's record count once drained)
-
-    def _pull(self) -> tuple[Variant, object] | None:
-        if self._next is None:
-            self._next = next(self._it, None)
-            if self._next is not None:
-                self.seen = self._next[0].index + 1
-        return self._next
-
-    def take(self, rng: RecordRange) -> Iterator[tuple[Variant, object]]:
-        while (item := self._pull()) is not None:
-            i = item[0].index
-            if rng.end is not None and i >= rng.end:
-                return
-            self._next = None
-            if i >= rng.start:
-                yield item
 
 
 def _head_sha256(directory) -> str:
