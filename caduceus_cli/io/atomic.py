@@ -15,6 +15,21 @@ def _umask() -> int:
     return mask
 
 
+def fsync_file(path: str | os.PathLike) -> None:
+    """Flush a written file's bytes to disk."""
+    with open(path, "rb") as fh:
+        os.fsync(fh.fileno())
+
+
+def fsync_dir(path: str | os.PathLike) -> None:
+    """Flush a folder's entries (a rename into it) to disk."""
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
 class AtomicOutput:
     """A temporary file beside ``path`` ('-' for standard output, written directly); ``commit`` or ``abort``."""
 
@@ -38,14 +53,9 @@ class AtomicOutput:
         """Make the file durable under its final name: fsync it, rename it, fsync its folder."""
         if not self.stdout:
             os.chmod(self.tmp, 0o666 & ~_umask())  # mkstemp makes 0600; give the usual file mode
-            with open(self.tmp, "rb") as fh:
-                os.fsync(fh.fileno())
+            fsync_file(self.tmp)
             os.replace(self.tmp, self.path)
-            fd = os.open(Path(self.path).parent, os.O_RDONLY)
-            try:
-                os.fsync(fd)
-            finally:
-                os.close(fd)
+            fsync_dir(Path(self.path).parent)
 
     def abort(self) -> None:
         if not self.stdout and os.path.exists(self.tmp):

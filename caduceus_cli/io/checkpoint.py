@@ -31,8 +31,8 @@ import pysam
 
 from caduceus_cli.choices import OutputType
 from caduceus_cli.errors import InputFileError
-from caduceus_cli.io.atomic import AtomicOutput
-from caduceus_cli.io.writers import index_output
+from caduceus_cli.io.atomic import AtomicOutput, fsync_dir, fsync_file
+from caduceus_cli.io.writers import bgzip_vcf_to_bcf, index_output
 
 log = logging.getLogger(__name__)
 
@@ -63,23 +63,10 @@ class PartStats:
         return cls(d["records"], d["alts"], d["scored"], Counter(d["flags"]))
 
 
-def _fsync_file(path: Path) -> None:
-    with open(path, "rb") as fh:
-        os.fsync(fh.fileno())
-
-
-def _fsync_dir(path: Path) -> None:
-    fd = os.open(path, os.O_RDONLY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
-
-
 def _write_durably(path: Path, text: str) -> None:
     tmp = path.with_name(f".{path.name}.tmp")
     tmp.write_text(text)
-    _fsync_file(tmp)
+    fsync_file(tmp)
     os.replace(tmp, path)
 
 
@@ -98,12 +85,12 @@ class PartWriter:
 
     def close(self, end: int) -> Path:
         self.fh.close()
-        _fsync_file(self.tmp)
+        fsync_file(self.tmp)
         name = f"part-{self.first:012d}-{end:012d}"
         _write_durably(self.folder / f"{name}.json", json.dumps(self.stats.to_dict()))
         final = self.folder / f"{name}.bgz"
         os.replace(self.tmp, final)
-        _fsync_dir(self.folder)
+        fsync_dir(self.folder)
         return final
 
     def abort(self) -> None:
@@ -143,7 +130,7 @@ class Checkpoint:
             raise InputFileError(f"{self.out}: cannot write in {self.dir.parent} ({exc.strerror})") from exc
         _write_durably(self.dir / "header.txt", header)
         _write_durably(self.dir / "run.json", json.dumps(run, indent=1, sort_keys=True))
-        _fsync_dir(self.dir.parent)
+        fsync_dir(self.dir.parent)
         return False
 
     def check(self, run: dict) -> None:
@@ -254,7 +241,5 @@ class Checkpoint:
     def _bcf(self, dest: str, parts: list[Path]) -> None:
         text = self.dir / ".all.vcf.gz"
         self._bgzip(str(text), parts)
-        with pysam.VariantFile(str(text)) as src, pysam.VariantFile(dest, "wb", header=src.header) as dst:
-            for rec in src:
-                dst.write(rec)
+        bgzip_vcf_to_bcf(str(text), dest)
         text.unlink()

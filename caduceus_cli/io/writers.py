@@ -170,11 +170,24 @@ def annotated(rec: pysam.VariantRecord, ann: Annotation) -> pysam.VariantRecord:
     return rec
 
 
-def declare_contigs(header: pysam.VariantHeader, contigs: dict[str, int]) -> None:
+def declare_contigs(header: pysam.VariantHeader, contigs: dict[str, int | None]) -> None:
     """Add the reference's contigs the header lacks (BCF needs every contig declared)."""
     for name, length in contigs.items():
         if name not in header.contigs:
             header.contigs.add(name, length=length)
+
+
+def bgzip_vcf_to_bcf(text: str, dest: str) -> None:
+    """A (bgzip) VCF file -> BCF at ``dest``, declaring the contigs its records use (BCF needs every one)."""
+    with pysam.VariantFile(text) as src:
+        contigs = list(dict.fromkeys(rec.chrom for rec in src))
+    with pysam.VariantFile(text) as src:
+        header = src.header.copy()
+        declare_contigs(header, {name: None for name in contigs})
+        with pysam.VariantFile(dest, "wb", header=header) as dst:
+            for rec in src:
+                rec.translate(header)
+                dst.write(rec)
 
 
 def index_output(path: str, fmt: OutputType) -> None:

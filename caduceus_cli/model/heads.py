@@ -18,6 +18,7 @@ A fine-tuned model directory is a pretrained-model directory (``config.json`` +
 from __future__ import annotations
 
 import contextlib
+import hashlib
 import json
 import os
 from dataclasses import asdict, dataclass, field
@@ -231,6 +232,15 @@ def save_finetuned(model: SequenceHeadModel, directory: str | os.PathLike, extra
     tmp.replace(out / HEAD_WEIGHTS)
     (out / HEAD_CONFIG).write_text(json.dumps(model.head_config.to_dict(), indent=2, sort_keys=True) + "\n")
     return out
+
+
+def head_sha256(directory: str | os.PathLike) -> str:
+    """sha256 over a fine-tuned model's head files (config and weights; the backbone's have their own)."""
+    h = hashlib.sha256()
+    for name in (HEAD_CONFIG, HEAD_WEIGHTS):
+        h.update(name.encode())
+        h.update((Path(directory) / name).read_bytes())
+    return h.hexdigest()
 
 
 def is_finetuned(directory: str | os.PathLike) -> bool:

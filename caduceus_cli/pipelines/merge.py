@@ -26,7 +26,7 @@ import pysam
 from caduceus_cli.choices import OutputType
 from caduceus_cli.errors import InputFileError, ShardError
 from caduceus_cli.io.atomic import AtomicOutput
-from caduceus_cli.io.writers import index_output, output_format
+from caduceus_cli.io.writers import bgzip_vcf_to_bcf, index_output, output_format
 
 log = logging.getLogger(__name__)
 
@@ -134,7 +134,7 @@ def merge_shards(paths: list[str], out: str, output_type: OutputType | str | Non
                         f"{shard.path}: unreadable or cut short ({exc}); score shard {shard.index}/{shard.total} again"
                     ) from exc
         if bcf_text is not None:
-            _to_bcf(bcf_text, target.tmp)
+            bgzip_vcf_to_bcf(str(bcf_text), target.tmp)
     except BaseException:
         target.abort()
         raise
@@ -177,21 +177,6 @@ def _copy(shard: ShardInfo, put, header: bool) -> int:
             f"score shard {shard.index}/{shard.total} again"
         )
     return n
-
-
-def _to_bcf(text: Path, dest: str) -> None:
-    """bgzip VCF text -> BCF, declaring the contigs its records use (BCF needs every contig in the header)."""
-    with pysam.VariantFile(str(text)) as src:
-        contigs = list(dict.fromkeys(rec.chrom for rec in src))
-    with pysam.VariantFile(str(text)) as src:
-        header = src.header.copy()
-        for name in contigs:
-            if name not in header.contigs:
-                header.contigs.add(name)
-        with pysam.VariantFile(dest, "wb", header=header) as dst:
-            for rec in src:
-                rec.translate(header)
-                dst.write(rec)
 
 
 class _Sink:

@@ -11,12 +11,10 @@ scores the i-th of n shards of whole chunks (``pipelines.scatter``) for ``caduce
 
 from __future__ import annotations
 
-import hashlib
 import logging
 from collections import Counter
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field, replace
-from pathlib import Path
 
 from caduceus_cli import __version__
 from caduceus_cli.choices import IndelMasking, OutputType, Pool, Score, WindowMode, choice
@@ -42,7 +40,7 @@ from caduceus_cli.io.writers import (
     declare_contigs,
     output_format,
 )
-from caduceus_cli.model.heads import attach_head, is_finetuned
+from caduceus_cli.model.heads import attach_head, head_sha256, is_finetuned
 from caduceus_cli.pipelines.parts import Cursor, Progress, score_parts
 from caduceus_cli.pipelines.scatter import plan_scatter, run_hash, run_identity
 from caduceus_cli.probe.apply import SiteProbe
@@ -196,7 +194,7 @@ class _Job:
         self.rt, self.opts, self.scores, self.probe = rt, opts, scores, probe
         self.reference = rt.need_reference("score-vcf")
         self.delta = None
-        self.head_sha256 = _head_sha256(rt.model.source_dir) if head else None
+        self.head_sha256 = head_sha256(rt.model.source_dir) if head else None
         if Score.DELTA in scores:
             model = attach_head(rt.model, rt.model.source_dir)
             self.delta = DeltaScorer(model, rt.device, rt.engine.precision, opts.batch_size)
@@ -306,15 +304,6 @@ class _Job:
         if regions is not None:
             prov["regions"] = regions.describe()
         return prov
-
-
-def _head_sha256(directory) -> str:
-    """sha256 over a fine-tuned model's head files (the backbone's weights have their own)."""
-    h = hashlib.sha256()
-    for name in sorted(p.name for p in Path(directory).glob("head*")):
-        h.update(name.encode())
-        h.update((Path(directory) / name).read_bytes())
-    return h.hexdigest()
 
 
 def _add(summary: ScoreSummary, stats: PartStats) -> None:
