@@ -105,3 +105,18 @@ def spec_for(
         f = w
     dim = feature_dim(cfg, rc_mode) * (2 if kind == "variant" else 1)
     return EmbeddingSpec(kind, model.source, sha256, w, f, pool.value, layer, rc_mode.value, dim)
+
+
+def variant_spec(model, sha256: str, opts) -> EmbeddingSpec:
+    """The paper's variant features (pooled at the variant) with ``opts``' window, flank, layer and strands
+    (``opts``: an ``InferenceOptions``)."""
+    return spec_for(
+        model,
+        sha256,
+        "variant",
+        window=opts.window,
+        flank=opts.flank,
+        pool=Pool.CENTRE,
+        layer=opts.layer,
+        rc_mode=opts.rc_mode,
+    )

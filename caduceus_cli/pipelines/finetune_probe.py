@@ -25,10 +25,10 @@ from pathlib import Path
 
 import numpy as np
 
-from caduceus_cli.choices import FinetuneMethod, Pool, Split, choice
+from caduceus_cli.choices import FinetuneMethod, Split, choice
 from caduceus_cli.errors import InputFileError, OptionError, ProbeError, TableError
 from caduceus_cli.inference.runtime import Runtime
-from caduceus_cli.inference.spec import spec_for
+from caduceus_cli.inference.spec import variant_spec
 from caduceus_cli.io.embeddings import ParquetSink, is_embedding_file
 from caduceus_cli.pipelines.embed import EmbedOptions, embed_table, load_table, read_embeddings
 from caduceus_cli.probe.evaluation import evaluate, plot_roc
@@ -164,16 +164,7 @@ def _features(input_path: str, out: Path, model, ref, embed_opts: EmbedOptions, 
         return cols, X, spec
     table = load_table(input_path, embed_opts, need_label=True)
     with Runtime(model, embed_opts, ref) as rt:
-        spec = spec_for(
-            rt.model,
-            rt.model_sha256,
-            "variant",
-            window=embed_opts.window,
-            flank=embed_opts.flank,
-            pool=Pool.CENTRE,
-            layer=embed_opts.layer,
-            rc_mode=embed_opts.rc_mode,
-        )
+        spec = variant_spec(rt.model, rt.model_sha256, embed_opts)
         rows = embed_table(rt, table, spec, embed_opts, progress)
     sink = ParquetSink(str(out / "embeddings.parquet"), spec.to_dict())
     sink.write(rows)

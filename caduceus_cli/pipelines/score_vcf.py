@@ -17,7 +17,7 @@ from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field, replace
 
 from caduceus_cli import __version__
-from caduceus_cli.choices import IndelMasking, OutputType, Pool, Score, WindowMode, choice
+from caduceus_cli.choices import IndelMasking, OutputType, Score, WindowMode, choice
 from caduceus_cli.errors import OptionError, StoppedError
 from caduceus_cli.inference.chunking import Shard
 from caduceus_cli.inference.delta import DeltaScorer
@@ -25,7 +25,7 @@ from caduceus_cli.inference.distributed import Ranks
 from caduceus_cli.inference.featurise import Featuriser, SiteScores, scored_chunks
 from caduceus_cli.inference.planner import N_FRACTION_FLAG, SitePlanner, WindowLayout
 from caduceus_cli.inference.runtime import InferenceOptions, Runtime
-from caduceus_cli.inference.spec import spec_for
+from caduceus_cli.inference.spec import variant_spec
 from caduceus_cli.io.checkpoint import SUFFIX, Checkpoint, PartStats
 from caduceus_cli.io.regions import Regions
 from caduceus_cli.io.variant import Variant
@@ -199,16 +199,7 @@ class _Job:
             model = attach_head(rt.model, rt.model.source_dir)
             self.delta = DeltaScorer(model, rt.device, rt.engine.precision, opts.batch_size)
         if probe is None:
-            self.spec = spec_for(
-                rt.model,
-                rt.model_sha256,
-                "variant",
-                window=opts.window,
-                flank=opts.flank,
-                pool=Pool.CENTRE,
-                layer=opts.layer,
-                rc_mode=opts.rc_mode,
-            )
+            self.spec = variant_spec(rt.model, rt.model_sha256, opts)
         else:
             self.spec = probe.spec_for(rt.model, rt.model_sha256, opts.window, opts.flank)
         self.layout = WindowLayout(
