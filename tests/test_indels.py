@@ -277,7 +277,10 @@ class _Stub:
             self.release.set()
         self.runs = 0
 
-    def run(self, plans, shared, tokens):
+    def prepare(self, plans, shared):
+        return None
+
+    def run(self, plans, shared, tokens, prepared):
         self.release.wait(10)
         self.runs += 1
         return [type("S", (), {"plan": p})() for p in plans]

@@ -52,6 +52,11 @@ def score_vcf_cmd(
     ),
     core: int | None = typer.Option(None, help="--windows shared: core of each tile in bp (default: half the window)."),
     min_spacing: int = typer.Option(0, help="--windows shared: SNV/MNVs closer than this go to further masked passes."),
+    cluster_window: int | None = typer.Option(
+        None,
+        help="--windows shared: a tile's extra masked passes (close indels, overlapping alleles) run in windows of "
+        "this many bp around them (default 16,384; the window: off).",
+    ),
     probe: Path | None = typer.Option(
         None, "--probe", help="Probe from `caduceus finetune --method probe`: adds CAD_PROB."
     ),
@@ -99,6 +104,7 @@ def score_vcf_cmd(
         windows=windows,
         core=core,
         min_spacing=min_spacing,
+        cluster_window=cluster_window,
         indel_masking=indel_masking,
         regions=tuple(regions or ()),
         regions_file=o.path_or_none(regions_file),

@@ -27,7 +27,8 @@ TGCA = [T, G, C, A]  # complement of ACGT, in ACGT order
 
 
 class WindowEngine:
-    """A model on a device with a batch size and precision; counts the windows it runs."""
+    """A model on a device with a batch size and precision; counts the windows it runs (``windows_run``) and
+    their tokens (``tokens_run``; a Ph window's RC pass counts as a second window)."""
 
     def __init__(
         self,
@@ -45,16 +46,23 @@ class WindowEngine:
             precision = Precision.BF16 if device.type == "cuda" else Precision.FP32
         self.precision = precision
         self.windows_run = 0
+        self.tokens_run = 0
+
+    def _count(self, batch: torch.Tensor, passes: int) -> None:
+        self.windows_run += len(batch) * passes
+        self.tokens_run += batch.numel() * passes
 
     def _ctx(self):
         if self.precision == Precision.BF16:
             return torch.autocast(self.device.type, dtype=torch.bfloat16)
         return contextlib.nullcontext()
 
-    def _batches(self, ids: np.ndarray):
-        """Batches of token windows (n, L) as int64 on the device (``ids`` may be any integer type, e.g. uint8)."""
-        for i in range(0, len(ids), self.batch_size):
-            batch = torch.from_numpy(np.ascontiguousarray(ids[i : i + self.batch_size]))
+    def _batches(self, ids: np.ndarray, size: int | None = None):
+        """Batches of ``size`` (default ``batch_size``) token windows (n, L) as int64 on the device (``ids`` may be
+        any integer type, e.g. uint8)."""
+        size = size or self.batch_size
+        for i in range(0, len(ids), size):
+            batch = torch.from_numpy(np.ascontiguousarray(ids[i : i + size]))
             yield batch.to(self.device, non_blocking=True).long()
 
     def feature_dim(self, rc_mode: RcMode | str = RcMode.AVG) -> int:
@@ -93,7 +101,7 @@ class WindowEngine:
 
     def _hidden(self, batch: torch.Tensor, layer: int) -> torch.Tensor:
         n_layer = self.model.config.n_layer
-        self.windows_run += len(batch)
+        self._count(batch, 1)
         if layer in (-1, n_layer):
             return self.model(batch, return_logits=False).last_hidden_state
         return self.model(batch, output_hidden_states=True, return_logits=False).hidden_states[layer]
@@ -136,7 +144,7 @@ class WindowEngine:
                     logp_rc = torch.log_softmax(lrc[:, start : start + length, TGCA].float(), -1)
                     logp = (logp + logp_rc) * 0.5
             out.append(logp.cpu())
-            self.windows_run += len(batch) * (1 if self.rcps else 2)
+            self._count(batch, 1 if self.rcps else 2)
         return torch.cat(out).numpy() if out else np.zeros((0, length, 4), np.float32)
 
     @torch.inference_mode()
@@ -179,18 +187,25 @@ class WindowEngine:
         return out
 
     @torch.inference_mode()
-    def masked_logprobs_at(self, ids: np.ndarray, positions: list[np.ndarray]) -> list[np.ndarray]:
-        """ids (N, W) already masked at ``positions[i]`` in row i -> per row log P over ACGT there, (k_i, 4)."""
+    def masked_logprobs_at(
+        self, ids: np.ndarray, positions: list[np.ndarray], batch_size: int | None = None
+    ) -> list[np.ndarray]:
+        """ids (N, W) already masked at ``positions[i]`` in row i -> per row log P over ACGT there, (k_i, 4);
+        ``batch_size`` windows per forward (default the engine's: shorter windows may take more). One gather
+        and one copy to the host per batch."""
         out: list[np.ndarray] = []
-        for offset, batch in zip(range(0, len(ids), self.batch_size), self._batches(ids), strict=True):
+        step = batch_size or self.batch_size
+        for offset, batch in zip(range(0, len(ids), step), self._batches(ids, step), strict=True):
             with self._ctx():
                 logits = self.model(batch).logits  # (n, W, V)
                 lrc = None if self.rcps else self.model(reverse_complement_ids(batch)).logits.flip(1)
-            for r in range(len(batch)):
-                p = torch.as_tensor(positions[offset + r], dtype=torch.long, device=logits.device)  # (k,)
-                logp = torch.log_softmax(logits[r, p][:, ACGT].float(), -1)  # (k, 4)
-                if lrc is not None:  # Ph: the RC pass, re-aligned to forward positions and complemented
-                    logp = (logp + torch.log_softmax(lrc[r, p][:, TGCA].float(), -1)) * 0.5
-                out.append(logp.cpu().numpy())
-            self.windows_run += len(batch) * (1 if self.rcps else 2)
+            part = [np.asarray(p, np.int64) for p in positions[offset : offset + len(batch)]]
+            sizes = [len(p) for p in part]
+            rows = torch.from_numpy(np.repeat(np.arange(len(part)), sizes)).to(logits.device)  # (K,) row of each
+            cols = torch.from_numpy(np.concatenate(part)).to(logits.device)  # (K,) its position
+            logp = torch.log_softmax(logits[rows, cols][:, ACGT].float(), -1)  # (K, 4)
+            if lrc is not None:  # Ph: the RC pass, re-aligned to forward positions and complemented
+                logp = (logp + torch.log_softmax(lrc[rows, cols][:, TGCA].float(), -1)) * 0.5
+            out += np.split(logp.cpu().numpy(), np.cumsum(sizes)[:-1])  # per row (k_i, 4)
+            self._count(batch, 1 if self.rcps else 2)
         return out

@@ -34,10 +34,12 @@ import numpy as np
 
 from caduceus_cli.inference.chunking import Chunker, chunk_key
 from caduceus_cli.inference.engine import WindowEngine
+from caduceus_cli.inference.passes import default_cluster, run_passes
 from caduceus_cli.inference.planner import AllelePlan, SitePlan, SitePlanner
 from caduceus_cli.inference.pll import INDEL_SPACING, PLL_FLANK, IndelPll
 from caduceus_cli.inference.prefetch import locked, prefetched
 from caduceus_cli.inference.spec import EmbeddingSpec
+from caduceus_cli.inference.tileplan import PassPlan, plan_passes, read_passes
 from caduceus_cli.io.variant import Variant
 from caduceus_cli.tokenizer import MASK, encode
 
@@ -93,9 +95,13 @@ class Featuriser:
     position, one alternate forward per ALT, and masked forwards in which every SNV/MNV of the tile is
     masked at once, except that sites closer than ``min_spacing`` bp go to further passes. Indels get
     their masked forwards from ``pll.IndelPll`` (``indel_flank``, ``indel_masking``), in either mode; in
-    shared tiles with 'span' masking several indels of a tile share each masked forward
-    (``IndelPll.score_tiles``; their masked spans at least ``indel_spacing`` and ``min_spacing`` bp apart)
-    unless ``batch_indels`` is off (then two forwards per indel, as centred).
+    shared tiles with 'span' masking a tile's indels share masked forwards with each other and with its
+    SNVs (``IndelPll.plan_tiles``, ``passes.pack``: an indel's span at least ``indel_spacing`` and
+    ``min_spacing`` bp from the other spans of its forward, so an SNV that close goes to a further pass
+    too) unless ``batch_indels`` is off (then two forwards per indel, as centred). A tile's first
+    reference and first alternate pass run on the whole window, its further passes in windows of
+    ``cluster`` bp (``passes.crops``; default ``passes.default_cluster``); an indel's two PLLs come from
+    passes of one kind.
     """
 
     def __init__(
@@ -109,6 +115,7 @@ class Featuriser:
         indel_masking: str = "span",
         batch_indels: bool = True,
         indel_spacing: int = INDEL_SPACING,
+        cluster: int | None = None,
     ) -> None:
         self.engine = engine
         self.spec = spec
@@ -118,22 +125,32 @@ class Featuriser:
         self.indels = IndelPll(engine, indel_flank, indel_masking)
         self.batch_indels = batch_indels
         self.indel_spacing = indel_spacing
+        self.cluster = default_cluster(spec.window, cluster)
         self._ref_cache: OrderedDict[tuple, np.ndarray] = OrderedDict()
         self._tokens: Tokens = {}
 
-    def run(self, plans: list[SitePlan], shared: bool = False, tokens: Tokens | None = None) -> list[SiteScores]:
-        """Score one chunk of plans (in order); ``tokens``: their windows already tokenised (``tokenise``)."""
+    def run(
+        self,
+        plans: list[SitePlan],
+        shared: bool = False,
+        tokens: Tokens | None = None,
+        prepared: PassPlan | None = None,
+    ) -> list[SiteScores]:
+        """Score one chunk of plans (in order); ``tokens``: their windows already tokenised (``tokenise``);
+        ``prepared``: their masked passes already planned (``prepare``)."""
         out = [SiteScores.empty(p) for p in plans]
         alleles = [(s, i, a) for s in out for i, a in s.plan.alleles.items()]
         if not alleles:
             return out
         self._tokens = tokens or {}
         try:
-            return self._run(out, [a for _, _, a in alleles], alleles, shared)
+            return self._run(out, [a for _, _, a in alleles], alleles, shared, prepared)
         finally:
             self._tokens = {}
 
-    def _run(self, out: list[SiteScores], plans: list[AllelePlan], alleles: list, shared: bool) -> list[SiteScores]:
+    def _run(
+        self, out: list[SiteScores], plans: list[AllelePlan], alleles: list, shared: bool, prepared: PassPlan | None
+    ) -> list[SiteScores]:
         ref_feat: dict = {}
         alt_feat: dict = {}
         if self.features:
@@ -141,16 +158,17 @@ class Featuriser:
         mask_lp: dict = {}
         indel_llr: dict[int, float | None] = {}
         if self.llr:
-            snvs = [a for a in plans if a.masked]
-            mask_lp = self._shared_masked(snvs) if shared else self._masked_logprobs(snvs)
-            site = {id(s): k for k, s in enumerate(out)}
-            indels = [(site[id(s)], a) for s, _, a in alleles if not a.masked]
-            if shared and self.batch_indels and self.indels.masking == "span":
-                spacing = max(self.min_spacing, self.indel_spacing)
-                values = self.indels.score_tiles([a for _, a in indels], [k for k, _ in indels], self._encode, spacing)
+            indels = [a for a in plans if not a.masked]
+            values = None
+            if shared:
+                pp = prepared if prepared is not None else self.prepare([s.plan for s in out], shared)
+                lps = run_passes(self.engine, pp.passes, self._encode, self.cluster)
+                mask_lp, values = read_passes(pp, lps, self.indels, self._encode)
             else:
-                values = self.indels.score([a for _, a in indels], self._encode)
-            indel_llr = dict(zip((id(a) for _, a in indels), values, strict=True))
+                mask_lp = self._masked_logprobs([a for a in plans if a.masked])
+            if values is None:
+                values = self.indels.score(indels, self._encode)
+            indel_llr = dict(zip(map(id, indels), values, strict=True))
         for s, i, a in alleles:
             if self.features:
                 s.ref_feats[i] = ref_feat[a.feature_key]
@@ -232,40 +250,15 @@ class Featuriser:
         spec = self.spec
         return self.engine.pooled_features_at(ids, centres, spec.flank, spec.layer, spec.rc_mode, running)
 
-    def _shared_masked(self, snvs: list[AllelePlan]) -> dict:
-        """Masked passes per tile: spans sorted by position, each put in the first pass where it starts at
-        least ``min_spacing`` bp after that pass's last span ends; one forward per pass."""
-        spans: dict[tuple, dict[tuple[int, int], None]] = {}  # window key -> {(start, length)}
-        seqs: dict[tuple, str] = {}
-        for a in snvs:
-            spans.setdefault(a.window_key, {})[(a.centre, len(a.ref))] = None
-            seqs[a.window_key] = a.ref_seq
-        rows, where = [], []  # one masked window per pass; (window key, spans) of each
-        for key, tile_spans in spans.items():
-            passes: list[list[tuple[int, int]]] = []
-            for start, length in sorted(tile_spans):
-                target = next((q for q in passes if start - sum(q[-1]) >= self.min_spacing), None)
-                if target is None:
-                    passes.append(target := [])
-                target.append((start, length))
-            base = self._encode(seqs[key])  # (W,)
-            for q in passes:
-                ids = base.copy()
-                for start, length in q:
-                    ids[start : start + length] = MASK
-                rows.append(ids)
-                where.append((key, q))
-        if not rows:
-            return {}
-        positions = [np.concatenate([np.arange(a, a + n) for a, n in q]) for _, q in where]
-        lps = self.engine.masked_logprobs_at(np.stack(rows), positions)  # per pass (k, 4)
-        out = {}
-        for (key, q), lp in zip(where, lps, strict=True):
-            offset = 0
-            for start, length in q:
-                out[(*key, start, length)] = lp[offset : offset + length]
-                offset += length
-        return out
+    def prepare(self, plans: list[SitePlan], shared: bool) -> PassPlan | None:
+        """The chunk's shared-tile masked passes (``tileplan``), planned without the model (thread-safe: run on
+        the prefetch worker); None when nothing is scored that way."""
+        if not (shared and self.llr):
+            return None
+        batched = self.batch_indels and self.indels.masking == "span"
+        return plan_passes(
+            plans, self.indels, batched, self.min_spacing, self.indel_spacing, self.cluster, self.spec.window
+        )
 
 
 def cosine_distance(a: np.ndarray, b: np.ndarray) -> float:
@@ -301,7 +294,7 @@ def scored_chunks(
 ) -> Iterator[list[tuple[SiteScores, T]]]:
     """Plan and score (variant, payload) pairs about ``chunk_sites`` at a time, in input order.
 
-    Reading, planning (reference fetches) and tokenising run ``prefetch``-ed on a worker thread, one
+    Reading, planning (reference fetches, shared-tile passes) and tokenising run ``prefetch``-ed on a worker thread, one
     chunk ahead of the model (``prefetch.prefetched``: an error there is raised here, as it was raised);
     no record is read while the caller holds a chunk. Memory is bounded by three chunks. ``check(plans)`` sees each chunk's plans before the model runs.
     With shared windows a chunk ends at a tile boundary (the sites of the last tiles still being read
@@ -311,13 +304,13 @@ def scored_chunks(
     shared = planner.layout.core is not None
     lock = threading.Lock()  # held while a record is read, and while the caller has a chunk (pysam: one thread)
     done = threading.Event()  # set when the caller stops: nothing more is read
-    ready = _planned(locked(items, lock, done), planner, chunk_sites)
+    ready = _planned(locked(items, lock, done), planner, featuriser, chunk_sites)
     chunks = prefetched(ready) if prefetch else ready
     try:
-        for plans, payloads, tokens in chunks:
+        for plans, payloads, tokens, prepared in chunks:
             if check is not None:
                 check(plans)
-            scored = list(zip(featuriser.run(plans, shared, tokens), payloads, strict=True))
+            scored = list(zip(featuriser.run(plans, shared, tokens, prepared), payloads, strict=True))
             with lock:
                 yield scored
     finally:
@@ -325,17 +318,29 @@ def scored_chunks(
         chunks.close()
 
 
-def _planned(items: Iterable[tuple[Variant, T]], planner: SitePlanner, chunk_sites: int) -> Iterator[tuple]:
-    """(plans, payloads, tokens) of each chunk, in input order, cut by ``chunking.Chunker``."""
+def _planned(
+    items: Iterable[tuple[Variant, T]], planner: SitePlanner, featuriser: Featuriser, chunk_sites: int
+) -> Iterator[tuple]:
+    """(plans, payloads, tokens, planned passes) of each chunk, in input order, cut by ``chunking.Chunker``."""
     chunker = Chunker(chunk_sites)
     layout = planner.layout
+    shared = layout.core is not None
     plans: list[SitePlan] = []
     payloads: list[T] = []
+
+    def chunk(upto: int) -> tuple:
+        part = plans[:upto]
+        tokens = tokenise(part)
+        prepared = featuriser.prepare(part, shared)
+        for p in prepared.tiles.alt_passes if prepared is not None else ():
+            tokens[p.seq] = encode(p.seq).astype(np.uint8)
+        return part, payloads[:upto], tokens, prepared
+
     for variant, payload in items:
         plans.append(planner.plan(variant))
         payloads.append(payload)
         if cut := chunker.push(chunk_key(layout, variant.chrom, variant.pos0)):
-            yield plans[:cut], payloads[:cut], tokenise(plans[:cut])
+            yield chunk(cut)
             plans, payloads = plans[cut:], payloads[cut:]
     if plans:
-        yield plans, payloads, tokenise(plans)
+        yield chunk(len(plans))

@@ -32,26 +32,28 @@ insertions negative (on 100 real chr22 indels: deletions +3.7, insertions -2.7 o
 indels of the same kind and length. A span base that is not A/C/G/T
 (N, or N padding past a contig end) leaves the ALT unscored (None).
 
-Shared tiles (``IndelPll.score_tiles``, 'span' masking): the indels of a tile share masked forwards, one
-reference forward with all their reference spans masked and one alternate forward with all of them applied
-and their alternate spans masked, each PLL read at its own span, so a tile's indels cost two forwards in
-all rather than two each. The other masked spans of a forward are context the single-indel PLL does not
-have: a 7-bp masked block next to a span moved the PLL of 34 real chr22 indels (shipped model, 512 bp
-windows) by 1.57 on average (max 3.98), 0.35 at 8 bp from the span, 0.27 at 16, 0.08 at 32, 0.04 at 64
-(max 0.19) and 0.02 at 128; so spans of one forward are ``INDEL_SPACING`` (64) bp apart at least.
+Shared tiles (``IndelPll.plan_tiles``, 'span' masking): the indels of a tile share masked forwards: their
+reference spans are masked in the tile's reference passes (with its SNVs, ``passes.pack``) and alternate
+passes apply several indels to one window with their alternate spans masked, each PLL read at its own span,
+so a tile's indels cost a few forwards in all rather than two each. The other masked spans of a forward are
+context the single-indel PLL does not have: a 7-bp masked block next to a span moved the PLL of 34 real chr22
+indels (shipped model, 512 bp windows) by 1.57 on average (max 3.98), 0.35 at 8 bp from the span, 0.27 at
+16, 0.08 at 32, 0.04 at 64 (max 0.19) and 0.02 at 128; so an indel's span is ``INDEL_SPACING`` (64) bp at
+least from any other span of its forward. A tile's second and later passes run in cluster windows
+(``passes``).
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Set
 from dataclasses import dataclass, field
 
 import numpy as np
 
 from caduceus_cli.errors import OptionError
 from caduceus_cli.inference.engine import WindowEngine
+from caduceus_cli.inference.passes import Pass, run_passes
 from caduceus_cli.inference.planner import AllelePlan
-from caduceus_cli.tokenizer import MASK
 
 PLL_FLANK = 3  # bp each side of an indel's changed bases
 INDEL_SPACING = 64  # bp at least between the masked spans of indels that share a forward (module docstring)
@@ -87,6 +89,24 @@ def apply_edits(ref_seq: str, tail: str, edits: list[tuple[int, str, str]]) -> s
 
 
 @dataclass
+class TileIndels:
+    """The shared-tile passes of a chunk's indels (``IndelPll.plan_tiles``)."""
+
+    # window key -> (its W bases, the reference spans to mask there)
+    ref_spans: dict[tuple, tuple[str, set[tuple[int, int]]]] = field(default_factory=dict)
+    alt_passes: list[Pass] = field(default_factory=list)
+    # per distinct ALT: (its allele indices, reference span, alternate pass, offset and length of its span there)
+    scored: dict[tuple, tuple[list[int], tuple[int, int], int, int, int]] = field(default_factory=dict)
+    alone: list[int] = field(default_factory=list)  # allele indices scored by ``IndelPll.score``
+
+
+def _true(logp: np.ndarray, bases: str) -> float:
+    """Sum of log P (rows of ``logp``, (k, 4) over ACGT) of the true ``bases``."""
+    idx = np.fromiter((_BASE_INDEX[b] for b in bases), np.int64, len(bases))  # (k,)
+    return float(sum(float(v) for v in logp[np.arange(len(bases)), idx]))
+
+
+@dataclass
 class _AltPass:
     """An alternate pass being filled (``IndelPll._alt_passes``)."""
 
@@ -95,6 +115,7 @@ class _AltPass:
     shift: int = 0  # sum of len(ALT) - len(REF) of the edits so far
     ref_end: int = 0  # 0-based end of the last edit's REF in the reference window
     span_end: int | None = None  # 0-based end of the last alternate span in the pass's window
+    first: bool = False  # the tile's first alternate pass (runs on the whole window)
 
 
 class IndelPll:
@@ -116,7 +137,7 @@ class IndelPll:
 
     def score(self, alleles: list[AllelePlan], encode: Callable[[str], np.ndarray]) -> list[float | None]:
         """CAD_LLR of each indel ``AllelePlan`` (None where a span base is not A/C/G/T); ``encode``: window -> ids."""
-        jobs: dict[tuple, tuple[str, tuple[int, ...]]] = {}  # key -> (window, masked positions)
+        jobs: dict[tuple, tuple[str, tuple[int, int]]] = {}  # key -> (window, masked span)
         terms: list[tuple[list[tuple], list[tuple]] | None] = []  # per allele: (ref job keys, alt job keys)
         for a in alleles:
             (r0, r1), (a0, a1) = pll_spans(a, self.flank)
@@ -128,38 +149,33 @@ class IndelPll:
                 spans = [(lo, hi)] if self.masking == "span" else [(j, j + 1) for j in range(lo, hi)]
                 for s in spans:
                     key = (side, wkey, *s)
-                    jobs.setdefault(key, (seq, tuple(range(*s))))
+                    jobs.setdefault(key, (seq, s))
                     keys[side].append(key)
             terms.append(keys)
         values = self._run(list(jobs.values()), encode)
         pll = dict(zip(jobs, values, strict=True))
         return [None if t is None else sum(pll[k] for k in t[1]) - sum(pll[k] for k in t[0]) for t in terms]
 
-    def score_tiles(
-        self,
-        alleles: list[AllelePlan],
-        sites: list[int],
-        encode: Callable[[str], np.ndarray],
-        min_spacing: int = 0,
-    ) -> list[float | None]:
-        """CAD_LLR of indels in shared tiles with 'span' masking, several indels of a tile per masked forward.
+    def plan_tiles(
+        self, alleles: list[AllelePlan], sites: list[int], min_spacing: int = 0, kept_out: Set[tuple] = frozenset()
+    ) -> TileIndels:
+        """Shared-tile passes of indels with 'span' masking, several indels of a tile per masked forward.
 
         ``sites``: the site of each allele (ALTs of one site never share an alternate pass). Per tile (the
-        reference window, ``window_key``) the distinct reference spans go into passes, each span starting at
-        least ``min_spacing`` bp after the previous span of its pass ends, one forward per pass with all its
-        spans masked. The distinct ALTs (window, centre, REF, ALT) go into alternate passes, taken in order of
-        position: each pass is the tile's reference window with its indels applied left to right (0-based
-        reference coordinates, no two edits overlapping), cut or filled from the reference (``tail``) to W
-        bases like a single indel's alternate window, with every applied indel's alternate span masked at its
-        position shifted by the length changes of the edits before it; an ALT joins the first pass where its
-        shifted span starts ``min_spacing`` bp after the pass's last span, ends inside the window, and the
+        reference window, ``window_key``) the reference spans are returned for the tile's reference passes
+        (``TileIndels.ref_spans``). The distinct ALTs (window, centre, REF, ALT) go into alternate passes, taken
+        in order of position: each pass is the tile's reference window with its indels applied left to right
+        (0-based reference coordinates, no two edits overlapping), cut or filled from the reference (``tail``)
+        to W bases like a single indel's alternate window, with every applied indel's alternate span masked at
+        its position shifted by the length changes of the edits before it; an ALT joins the first pass where
+        its shifted span starts ``min_spacing`` bp after the pass's last span, ends inside the window, and the
         pass's net deletion stays within the known tail. A pass of one indel is that indel's own alternate
-        window, so a tile with one indel scores as ``score`` does. ALTs scored away from their VCF position's
-        tile (``away``: their tile's passes would depend on how the input is chunked), with a span reaching
-        past a window edge, or without the reference needed to fill their window go to ``score``.
+        window. ALTs in ``kept_out`` (by key, ``TileIndels.scored``) never join a tile's first pass. ALTs scored
+        away from their VCF position's tile (``away``: their tile's passes would depend on
+        how the input is chunked), with a span reaching past a window edge, or without the reference needed to
+        fill their window are scored alone (``TileIndels.alone``, by ``score``).
         """
-        out: list[float | None] = [None] * len(alleles)
-        alone: list[int] = []
+        plan = TileIndels()
         distinct: dict[tuple, list[int]] = {}  # (window key, centre, REF, ALT) -> allele indices
         for i, a in enumerate(alleles):
             (r0, r1), (a0, a1) = pll_spans(a, self.flank)
@@ -169,52 +185,50 @@ class IndelPll:
             inside = a.centre + (a.ref[0] == a.alt[0]) - self.flank >= 0
             inside &= a.centre + max(len(a.ref), len(a.alt)) + self.flank <= W
             if a.away or not inside:
-                alone.append(i)
+                plan.alone.append(i)
             else:
                 distinct.setdefault((*a.window_key, a.centre, a.ref, a.alt), []).append(i)
         tiles: dict[tuple, list[tuple]] = {}  # window key -> its distinct ALTs' keys, in order of position
         for key in sorted(distinct, key=lambda k: (k[:3], len(k[3]), k[3], k[4])):
             tiles.setdefault(key[:2], []).append(key)
-        jobs: list[tuple[str, tuple[int, ...]]] = []  # (window, masked positions) of each pass
-        where: dict[tuple, tuple[int, int, int, int, int, int]] = {}  # ALT key -> ref (job, offset, n), alt (...)
-        for keys in tiles.values():
+        for wkey, keys in tiles.items():
             plans = [alleles[distinct[k][0]] for k in keys]
             ref_seq, tail = plans[0].ref_seq, max((a.tail for a in plans), key=len)
             groups = [{sites[i] for i in distinct[k]} for k in keys]
-            alt_at = self._alt_passes(ref_seq, tail, plans, groups, min_spacing, jobs)
-            alone += [i for k, al in zip(keys, alt_at, strict=True) if al is None for i in distinct[k]]
-            kept = [(k, a, al) for k, a, al in zip(keys, plans, alt_at, strict=True) if al is not None]
-            ref_at = self._ref_passes(ref_seq, [a for _, a, _ in kept], min_spacing, jobs)
-            where.update({k: (*r, *al) for (k, _, al), r in zip(kept, ref_at, strict=True)})
-        values = self._true_logps(jobs, encode)
-        for k, (rj, ro, rn, aj, ao, an) in where.items():
-            llr = sum(float(v) for v in values[aj][ao : ao + an]) - sum(float(v) for v in values[rj][ro : ro + rn])
-            for i in distinct[k]:
-                out[i] = llr
-        alone.sort()
-        for i, llr in zip(alone, self.score([alleles[i] for i in alone], encode), strict=True):
+            out = [k in kept_out for k in keys]
+            alt_at = self._alt_passes(ref_seq, tail, plans, groups, out, min_spacing, plan.alt_passes)
+            for k, a, at in zip(keys, plans, alt_at, strict=True):
+                if at is None:
+                    plan.alone += distinct[k]
+                    continue
+                span = pll_spans(a, self.flank)[0]
+                plan.ref_spans.setdefault(wkey, (ref_seq, set()))[1].add(span)
+                plan.scored[k] = (distinct[k], span, *at)
+        plan.alone.sort()
+        return plan
+
+    def finish(
+        self,
+        plan: TileIndels,
+        alleles: list[AllelePlan],
+        ref_logp: dict[tuple, np.ndarray],
+        alt_logp: list[np.ndarray],
+        encode: Callable[[str], np.ndarray],
+    ) -> list[float | None]:
+        """CAD_LLR of each allele of ``plan_tiles``: ``ref_logp`` (window key, start, end) -> log P over ACGT
+        (span length, 4) at each reference span, ``alt_logp``: per alternate pass (k, 4); the ALTs scored
+        alone run now."""
+        out: list[float | None] = [None] * len(alleles)
+        for indices, (lo, hi), job, offset, n in plan.scored.values():
+            a = alleles[indices[0]]
+            _, (a0, a1) = pll_spans(a, self.flank)
+            ref = _true(ref_logp[(*a.window_key, lo, hi)], a.ref_seq[lo:hi])
+            alt = _true(alt_logp[job][offset : offset + n], a.seq[a0:a1])
+            for i in indices:
+                out[i] = alt - ref
+        for i, llr in zip(plan.alone, self.score([alleles[i] for i in plan.alone], encode), strict=True):
             out[i] = llr
         return out
-
-    def _ref_passes(
-        self, ref_seq: str, alleles: list[AllelePlan], min_spacing: int, jobs: list[tuple[str, tuple[int, ...]]]
-    ) -> list[tuple[int, int, int]]:
-        """Reference passes of one tile's ALTs, appended to ``jobs``: per ALT (job, offset, length) of its span."""
-        spans = sorted({pll_spans(a, self.flank)[0] for a in alleles})  # 0-based [lo, hi)
-        passes: list[list[tuple[int, int]]] = []
-        for lo, hi in spans:
-            target = next((q for q in passes if lo - q[-1][1] >= min_spacing), None)
-            if target is None:
-                passes.append(target := [])
-            target.append((lo, hi))
-        at: dict[tuple[int, int], tuple[int, int, int]] = {}
-        for q in passes:
-            positions: list[int] = []
-            for lo, hi in q:
-                at[(lo, hi)] = (len(jobs), len(positions), hi - lo)
-                positions += range(lo, hi)
-            jobs.append((ref_seq, tuple(positions)))
-        return [at[pll_spans(a, self.flank)[0]] for a in alleles]
 
     def _alt_passes(
         self,
@@ -222,11 +236,14 @@ class IndelPll:
         tail: str,
         alleles: list[AllelePlan],
         groups: list[set[int]],
+        kept_out: list[bool],
         min_spacing: int,
-        jobs: list[tuple[str, tuple[int, ...]]],
+        jobs: list[Pass],
     ) -> list[tuple[int, int, int] | None]:
-        """Alternate passes of one tile's distinct ALTs (in order of position; ``groups``: the sites of each),
-        appended to ``jobs``: per ALT (job, offset, length) of its shifted span, None where no pass takes it."""
+        """Alternate passes of one tile's distinct ALTs (in order of position; ``groups``: the sites of each;
+        ``kept_out``: whether each may not join the tile's first pass), appended to ``jobs``: per ALT (pass,
+        offset, length) of its shifted span, None where no pass takes it. An ALT opens the first pass if there is
+        none yet (unless kept out), else tries it (unless kept out), then the others in order, then opens one."""
         W = len(ref_seq)
 
         def takes(q: _AltPass, a: AllelePlan, sites: set[int]) -> bool:
@@ -241,9 +258,14 @@ class IndelPll:
 
         passes: list[_AltPass] = []
         chosen: list[_AltPass | None] = []
-        for a, sites in zip(alleles, groups, strict=True):
-            q = next((q for q in passes if takes(q, a, sites)), None)
-            if q is None and takes(fresh := _AltPass(), a, sites):
+        for a, sites, out in zip(alleles, groups, kept_out, strict=True):
+            has_first = any(q.first for q in passes)
+            if out:
+                tried = [q for q in passes if not q.first]
+            else:  # the first pass, then the others; none before the first pass exists
+                tried = sorted(passes, key=lambda q: not q.first) if has_first else []
+            q = next((q for q in tried if takes(q, a, sites)), None)
+            if q is None and takes(fresh := _AltPass(first=not out and not has_first), a, sites):
                 passes.append(q := fresh)
             chosen.append(q)
             if q is not None:
@@ -252,35 +274,20 @@ class IndelPll:
                 q.shift += len(a.alt) - len(a.ref)
                 q.ref_end = a.centre + len(a.ref)
                 q.span_end = pll_spans(a, self.flank)[1][1] + q.edits[-1][1]
-        at: dict[int, tuple[int, int, int]] = {}  # id(ALT) -> (job, offset, length)
+        at: dict[int, tuple[int, int, int]] = {}  # id(ALT) -> (pass, offset, length)
         for q in passes:
-            positions: list[int] = []
+            spans: list[tuple[int, int]] = []
+            offset = 0
             for a, shift in q.edits:
                 _, (lo, hi) = pll_spans(a, self.flank)
-                at[id(a)] = (len(jobs), len(positions), hi - lo)
-                positions += range(lo + shift, hi + shift)
-            jobs.append((apply_edits(ref_seq, tail, [(a.centre, a.ref, a.alt) for a, _ in q.edits]), tuple(positions)))
+                at[id(a)] = (len(jobs), offset, hi - lo)
+                spans.append((lo + shift, hi + shift))
+                offset += hi - lo
+            seq = apply_edits(ref_seq, tail, [(a.centre, a.ref, a.alt) for a, _ in q.edits])
+            jobs.append(Pass(seq, tuple(spans), first=q.first))
         return [None if q is None else at[id(a)] for a, q in zip(alleles, chosen, strict=True)]
 
-    def _run(self, jobs: list[tuple[str, tuple[int, ...]]], encode: Callable[[str], np.ndarray]) -> list[float]:
-        """Sum of log P(true base) at the masked positions of each (window, positions) job."""
-        return [sum(float(v) for v in lp) for lp in self._true_logps(jobs, encode)]
-
-    def _true_logps(
-        self, jobs: list[tuple[str, tuple[int, ...]]], encode: Callable[[str], np.ndarray]
-    ) -> list[np.ndarray]:
-        """log P(true base) at the masked positions of each (window, positions) job, (k,) float32 in the
-        positions' order, ``batch_size`` windows built and run at a time (memory: one batch of windows)."""
-        out: list[np.ndarray] = []
-        step = self.engine.batch_size
-        for i in range(0, len(jobs), step):
-            part = jobs[i : i + step]
-            ids = np.stack([encode(seq) for seq, _ in part])  # (n, W)
-            positions = [np.asarray(pos, np.int64) for _, pos in part]
-            for row, p in zip(ids, positions, strict=True):
-                row[p] = MASK
-            lps = self.engine.masked_logprobs_at(ids, positions)  # per job (k, 4)
-            for (seq, pos), lp in zip(part, lps, strict=True):
-                true = np.fromiter((_BASE_INDEX[seq[j]] for j in pos), np.int64, len(pos))  # (k,)
-                out.append(lp[np.arange(len(pos)), true])  # (k,)
-        return out
+    def _run(self, jobs: list[tuple[str, tuple[int, int]]], encode: Callable[[str], np.ndarray]) -> list[float]:
+        """Sum of log P(true base) over the masked span [lo, hi) of each (window, span) job, one forward each."""
+        lps = run_passes(self.engine, [Pass(seq, (span,), first=True) for seq, span in jobs], encode, 0)
+        return [_true(lp, seq[lo:hi]) for (seq, (lo, hi)), lp in zip(jobs, lps, strict=True)]

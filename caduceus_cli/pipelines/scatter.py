@@ -60,6 +60,7 @@ def run_identity(vcf: str, job, opts, shard: Shard | None, tsv: bool) -> dict:
     options = {k: _plain(v) for k, v in dataclasses.asdict(opts).items() if k not in NOT_IDENTITY}
     for key in ("regions_file", "probe", "rename_chrs"):
         options[key] = _file_digest(options.get(key))
+    options["cluster_window"] = job.featuriser.cluster  # resolved: the default and its value are one run
     ref = job.reference
     rt = job.rt
     return {

@@ -59,6 +59,7 @@ class ScoreOptions(InferenceOptions):
     windows: WindowMode | str = WindowMode.CENTRED
     core: int | None = None  # shared windows: bp of a tile's core (default: half the window)
     min_spacing: int = DEFAULT_MIN_SPACING  # shared windows: closer SNV/MNVs go to further masked passes
+    cluster_window: int | None = None  # shared windows: bp of the windows of a tile's extra passes (inference.passes)
     probe: str | None = None  # probe file from `finetune --method probe`: adds CAD_PROB
     tissue: str | None = None  # tissue of every variant, for a probe trained with tissue
     n_fraction_flag: float = N_FRACTION_FLAG
@@ -80,6 +81,7 @@ class ScoreSummary:
     scored: int = 0
     flags: Counter = field(default_factory=Counter)
     windows_run: int = 0
+    tokens_run: int = 0  # tokens of those forwards (windows of a tile's extra passes are shorter)
     window: int = 0
     output: str = "-"
     resumed: int = 0  # records that an earlier, killed run had already scored
@@ -175,6 +177,7 @@ def score_vcf(
                         mine = ck.assemble(scatter.output.start, end, fmt)
                     _add(summary, mine)
             summary.windows_run = rt.engine.windows_run
+            summary.tokens_run = rt.engine.tokens_run
     finally:
         ranks.close()
     return summary
@@ -212,6 +215,7 @@ class _Job:
             llr=Score.LLR in scores,
             features=Score.COS in scores or probe is not None,
             min_spacing=opts.min_spacing,
+            cluster=opts.cluster_window,
             indel_masking=choice(IndelMasking, opts.indel_masking, "--indel-masking").value,
         )
         wanted = {"CAD_LLR": Score.LLR in scores, "CAD_COS": Score.COS in scores, "CAD_PROB": probe is not None}
@@ -283,7 +287,9 @@ class _Job:
             "backend": rt.backend_name,
         }
         if self.layout.core is not None:
-            prov["windows"] = f"shared (core {self.layout.core} bp)"
+            cluster = self.featuriser.cluster
+            extra = f", cluster windows {cluster} bp" if cluster < self.spec.window else ""
+            prov["windows"] = f"shared (core {self.layout.core} bp{extra})"
         if self.scores != {Score.LLR, Score.COS}:
             prov["scores"] = ",".join(sorted(x.value for x in self.scores))
         if choice(IndelMasking, self.opts.indel_masking, "--indel-masking") != IndelMasking.SPAN:
