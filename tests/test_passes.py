@@ -63,6 +63,8 @@ def test_crops_centre_cluster_windows_on_runs_of_spans():
     assert crops(Pass(seq, spans, first=False), 1_400) == [(0, 4_000, spans)]  # 3 x 1,400 >= W: whole
     assert crops(Pass(seq, ((100, 400),), first=False), 400) == [(0, 4_000, ((100, 400),))]  # span > half
     assert crops(Pass(seq, spans, first=False), 4_000) == [(0, 4_000, spans)]
+    near_start = ((0, 1), (100, 290))  # two runs (290 bp > 200 from 0), both windows moved to [0, 400): one
+    assert crops(Pass(seq, near_start, first=False), 400) == [(0, 400, near_start)]
 
 
 @pytest.fixture(scope="module")

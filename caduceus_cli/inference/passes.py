@@ -91,7 +91,7 @@ def crops(p: Pass, cluster: int) -> list[tuple[int, int, tuple[Span, ...]]]:
     window in one forward when ``p`` is the first, when its cluster windows would cost as many tokens, or
     when one of its spans is longer than half a cluster window.
     Spans are taken in order into runs that fit half a cluster window; each run gets the cluster window
-    centred on it (moved inside the pass's window at its ends)."""
+    centred on it (moved inside the pass's window at its ends, where two runs may share one)."""
     W = len(p.seq)
     whole = [(0, W, p.spans)]
     if p.first or cluster >= W or not p.spans:
@@ -104,10 +104,14 @@ def crops(p: Pass, cluster: int) -> list[tuple[int, int, tuple[Span, ...]]]:
             groups.append([(s, e)])
     if len(groups) * cluster >= W or any(g[-1][1] - g[0][0] > cluster // 2 for g in groups):
         return whole  # (or a span longer than half a cluster window)
-    out = []
+    out: list[tuple[int, int, tuple[Span, ...]]] = []
     for spans in groups:
         lo, hi = spans[0][0], spans[-1][1]
-        out.append((min(max(0, (lo + hi) // 2 - cluster // 2), W - cluster), cluster, tuple(spans)))
+        start = min(max(0, (lo + hi) // 2 - cluster // 2), W - cluster)
+        if out and out[-1][0] == start:  # two runs moved to the same window at an end: one forward
+            out[-1] = (start, cluster, out[-1][2] + tuple(spans))
+        else:
+            out.append((start, cluster, tuple(spans)))
     return out
 
 
