@@ -294,9 +294,10 @@ def scored_chunks(
 ) -> Iterator[list[tuple[SiteScores, T]]]:
     """Plan and score (variant, payload) pairs about ``chunk_sites`` at a time, in input order.
 
-    Reading, planning (reference fetches, shared-tile passes) and tokenising run ``prefetch``-ed on a worker thread, one
-    chunk ahead of the model (``prefetch.prefetched``: an error there is raised here, as it was raised);
-    no record is read while the caller holds a chunk. Memory is bounded by three chunks. ``check(plans)`` sees each chunk's plans before the model runs.
+    Reading, planning (reference fetches, shared-tile passes: ``Featuriser.prepare``) and tokenising run
+    ``prefetch``-ed on a worker thread, one chunk ahead of the model (``prefetch.prefetched``: an error there
+    is raised here, as it was raised); no record is read while the caller holds a chunk. Memory is bounded by
+    three chunks. ``check(plans)`` sees each chunk's plans before the model runs.
     With shared windows a chunk ends at a tile boundary (the sites of the last tiles still being read
     wait for the next chunk), so a tile's masked passes hold all its sites whatever the chunk size, for
     sorted input; a tile with more than 4 x ``chunk_sites`` sites is cut.
