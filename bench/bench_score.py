@@ -56,7 +56,9 @@ engine.pooled_features(ids[: args.batch_size], W // 2, 768)  # warm-up (numba co
 modes = [m.split(":") for m in args.modes.split("+")]
 clusters = {int(m[4]) for m in modes if len(m) > 4 and m[4]} | {default_cluster(W)}
 for length in {W} | {c for c in clusters if c < W}:  # and the masked path, at the window and cluster windows
-    engine.masked_logprobs_at(ids[: args.batch_size, :length], [np.arange(8)] * args.batch_size)
+    n = args.batch_size * (W // length)  # cluster windows run W // length times as many per forward
+    warm = torch.randint(7, 11, (n, length)).numpy()
+    engine.masked_logprobs_at(warm, [np.arange(8)] * n, n)
 t0 = time.perf_counter()
 engine.pooled_features(ids, W // 2, 768)
 if device.type == "cuda":

@@ -152,6 +152,34 @@ def test_an_indels_two_plls_come_from_passes_of_one_kind(engine):
     assert got[64][0] == pytest.approx(want_snv, abs=1e-5) and got[200][0] == pytest.approx(want_snv, abs=1e-5)
 
 
+def test_an_indel_split_between_a_whole_and_a_cropped_pass_is_scored_alone(engine):
+    """A 41-bp deletion 20 bp after an insertion: its alternate span goes to a later, cropped pass; its
+    reference span (47 bp, longer than half a 64-bp cluster window) to a later pass that runs whole; kept
+    out of the first passes it stays split, so it is scored on its own (whole windows, as with batch_indels
+    off), and the insertion's passes are those of the tile without it."""
+    from caduceus_cli.inference.featurise import Featuriser
+    from caduceus_cli.inference.planner import SitePlanner, WindowLayout
+    from caduceus_cli.inference.spec import spec_for
+    from caduceus_cli.io.variant import Variant
+    from tests.test_planner import FakeReference
+
+    with pysam.FastaFile(str(REF)) as fa:
+        seq = fa.fetch("22", 20_107_000, 20_107_400).upper()
+    planner = SitePlanner(FakeReference(seq), WindowLayout(200, core=100))  # tile 2: core [200, 300), from 150
+    ins = planner.plan(Variant("s", 221, seq[220], (seq[220] + "GC",), index=0))
+    dele = planner.plan(Variant("s", 241, seq[240:282], (seq[240],), index=1))
+    a = dele.alleles[0]
+    assert a.window_key == ins.alleles[0].window_key == ("s", 150) and len(a.ref) - len(a.alt) == 41
+    spec = spec_for(engine.model, "x", "variant", window=200, flank=20)
+    cropped = Featuriser(engine, spec, features=False, cluster=64)
+    alone = Featuriser(engine, spec, features=False, cluster=64, batch_indels=False)
+    pp = cropped.prepare([ins, dele], shared=True)
+    i = ins.alleles[0]
+    assert pp.tiles.alone == [1] and list(pp.tiles.scored) == [("s", 150, i.centre, i.ref, i.alt)]
+    got, want = cropped.run([ins, dele], shared=True), alone.run([ins, dele], shared=True)
+    assert got[1].llr == want[1].llr and got[0].llr == want[0].llr
+
+
 def test_cluster_window_option_is_checked_in_one_line(tmp_path):
     root = DATA.parents[1]
     p = subprocess.run(

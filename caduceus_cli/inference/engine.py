@@ -193,6 +193,8 @@ class WindowEngine:
         """ids (N, W) already masked at ``positions[i]`` in row i -> per row log P over ACGT there, (k_i, 4);
         ``batch_size`` windows per forward (default the engine's: shorter windows may take more). One gather
         and one copy to the host per batch."""
+        if len(positions) != len(ids):
+            raise ValueError(f"{len(ids)} windows but positions for {len(positions)}")
         out: list[np.ndarray] = []
         step = batch_size or self.batch_size
         for offset, batch in zip(range(0, len(ids), step), self._batches(ids, step), strict=True):

@@ -162,6 +162,8 @@ class Featuriser:
             values = None
             if shared:
                 pp = prepared if prepared is not None else self.prepare([s.plan for s in out], shared)
+                if pp.batched and [id(a) for a in pp.indels] != [id(a) for a in indels]:
+                    raise ValueError("the prepared passes are another chunk's")
                 lps = run_passes(self.engine, pp.passes, self._encode, self.cluster)
                 mask_lp, values = read_passes(pp, lps, self.indels, self._encode)
             else:

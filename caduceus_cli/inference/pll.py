@@ -157,7 +157,12 @@ class IndelPll:
         return [None if t is None else sum(pll[k] for k in t[1]) - sum(pll[k] for k in t[0]) for t in terms]
 
     def plan_tiles(
-        self, alleles: list[AllelePlan], sites: list[int], min_spacing: int = 0, kept_out: Set[tuple] = frozenset()
+        self,
+        alleles: list[AllelePlan],
+        sites: list[int],
+        min_spacing: int = 0,
+        kept_out: Set[tuple] = frozenset(),
+        alone: Set[tuple] = frozenset(),
     ) -> TileIndels:
         """Shared-tile passes of indels with 'span' masking, several indels of a tile per masked forward.
 
@@ -170,7 +175,8 @@ class IndelPll:
         its position shifted by the length changes of the edits before it; an ALT joins the first pass where
         its shifted span starts ``min_spacing`` bp after the pass's last span, ends inside the window, and the
         pass's net deletion stays within the known tail. A pass of one indel is that indel's own alternate
-        window. ALTs in ``kept_out`` (by key, ``TileIndels.scored``) never join a tile's first pass. ALTs scored
+        window. ALTs in ``kept_out`` (by key, ``TileIndels.scored``) never join a tile's first pass; those in
+        ``alone`` (by key) are scored alone, as are ALTs scored
         away from their VCF position's tile (``away``: their tile's passes would depend on
         how the input is chunked), with a span reaching past a window edge, or without the reference needed to
         fill their window are scored alone (``TileIndels.alone``, by ``score``).
@@ -184,7 +190,7 @@ class IndelPll:
             W = len(a.ref_seq)
             inside = a.centre + (a.ref[0] == a.alt[0]) - self.flank >= 0
             inside &= a.centre + max(len(a.ref), len(a.alt)) + self.flank <= W
-            if a.away or not inside:
+            if a.away or not inside or (*a.window_key, a.centre, a.ref, a.alt) in alone:
                 plan.alone.append(i)
             else:
                 distinct.setdefault((*a.window_key, a.centre, a.ref, a.alt), []).append(i)

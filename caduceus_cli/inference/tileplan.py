@@ -5,9 +5,11 @@ chunk's planning (``featurise.scored_chunks``), so the GPU does not wait for it.
 window, ``planner.WindowLayout``) the SNV/MNV spans and the reference spans of the tile's indels are
 packed into reference passes (``passes.pack``) and the indels into alternate passes
 (``pll.IndelPll.plan_tiles``). A tile's first reference and first alternate pass run on the whole
-window, its other passes in cluster windows (``passes``); an indel's CAD_LLR is a difference of two
-PLLs, so an indel with one span in a first pass and the other in a later pass is kept out of both
-first passes, and the packing is redone until no indel is left with one of each.
+window, its other passes in cluster windows where that is cheaper (``passes.crops``). An indel's
+CAD_LLR is a difference of two PLLs, so both must come from windows of one kind: an indel with one
+span in a whole window and the other in a cluster window is kept out of both first passes, and if
+that leaves it split (a later pass can run whole: its cluster windows would cost more, or a long
+span), it is scored on its own, two whole windows; the packing is redone until no indel is split.
 ``read_passes`` turns the passes' log-probabilities into SNV/MNV log-probs and indel CAD_LLR.
 """
 
@@ -18,7 +20,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from caduceus_cli.inference.passes import Pass, pack
+from caduceus_cli.inference.passes import Pass, crops, pack
 from caduceus_cli.inference.planner import AllelePlan, SitePlan
 from caduceus_cli.inference.pll import IndelPll, TileIndels
 
@@ -59,21 +61,31 @@ def plan_passes(
     ins, sites = [a for _, a in pairs], [k for k, _ in pairs]
     spacing = max(min_spacing, indel_spacing)
     kept_out: set[tuple] = set()  # indel ALTs kept out of their tile's first passes (both sides)
+    alone: set[tuple] = set()  # indel ALTs scored on their own (whole windows both sides)
     while True:
-        tiles = indels.plan_tiles(ins, sites, spacing, kept_out)
+        tiles = indels.plan_tiles(ins, sites, spacing, kept_out, alone)
         ref_passes, owners = _ref_passes(snvs, tiles, kept_out, min_spacing, spacing)
         if cluster >= window:
             break
-        first = {(*key, s, e): p.first for key, p in zip(owners, ref_passes, strict=True) for s, e in p.spans}
+        ref_whole = {
+            (*key, s, e): _whole(p, cluster) for key, p in zip(owners, ref_passes, strict=True) for s, e in p.spans
+        }
+        alt_whole = [_whole(p, cluster) for p in tiles.alt_passes]
         lopsided = {
-            k
-            for k, (_, (lo, hi), job, _, _) in tiles.scored.items()
-            if first[(*k[:2], lo, hi)] != tiles.alt_passes[job].first
+            k for k, (_, (lo, hi), job, _, _) in tiles.scored.items() if ref_whole[(*k[:2], lo, hi)] != alt_whole[job]
         }
         if not lopsided:
             break
-        kept_out |= lopsided  # grows until no indel has one side whole and the other in a cluster window
+        if lopsided - kept_out:  # first try both sides in later passes
+            kept_out |= lopsided
+        else:  # both in later passes, one still whole (its pass's cluster windows would cost more, or a long span)
+            alone |= lopsided
     return PassPlan(snvs, ins, sites, batched, tiles, ref_passes, owners)
+
+
+def _whole(p: Pass, cluster: int) -> bool:
+    """Whether pass ``p`` runs on its whole window (``passes.crops``)."""
+    return crops(p, cluster)[0][1] == len(p.seq)
 
 
 def read_passes(
