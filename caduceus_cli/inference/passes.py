@@ -17,8 +17,7 @@ alleles, an SNV next to an indel): they run in windows of ``cluster`` bp centred
 spans that fit in ``cluster // 2`` bp, so every span keeps at least ``cluster // 4`` bp of context
 on each side (within the tile's window). Such a pass runs whole instead when its cluster windows
 would cost as many tokens, or when one of its spans is longer than ``cluster // 2``. An indel's
-CAD_LLR is a difference of two PLLs, so both come from passes of one kind: an indel with one span in
-a first pass and the other in a later one is kept out of both first passes (``featurise``).
+CAD_LLR is a difference of two PLLs, so both come from windows of one kind (``tileplan``).
 Default window (``default_cluster``): 16,384 bp, or W if shorter (then every pass runs whole): at
 W = 131,072 a crowded span keeps 4,096 bp of context each side, where the tile guarantees 32,768
 (the trade-off against 32,768-bp windows is measured in bench/README.md).
