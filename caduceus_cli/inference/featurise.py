@@ -101,7 +101,7 @@ class Featuriser:
     too) unless ``batch_indels`` is off (then two forwards per indel, as centred). A tile's first
     reference and first alternate pass run on the whole window, its further passes in windows of
     ``cluster`` bp (``passes.crops``; default ``passes.default_cluster``); an indel's two PLLs come from
-    passes of one kind.
+    windows of one kind (``tileplan``).
     """
 
     def __init__(
