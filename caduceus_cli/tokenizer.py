@@ -39,6 +39,15 @@ def encode(seq: str | bytes, add_sep: bool = False) -> np.ndarray:
     return ids
 
 
+_LUT_U8 = _LUT.astype(np.uint8)  # every id fits a byte
+
+
+def encode_u8(seq: str | bytes) -> np.ndarray:
+    """``encode`` as uint8 (every id is below 256), in one table look-up: windows kept in memory."""
+    raw = seq.encode("latin-1") if isinstance(seq, str) else bytes(seq)
+    return _LUT_U8[np.frombuffer(raw, dtype=np.uint8)]
+
+
 def encode_torch(seq: str | bytes, add_sep: bool = False) -> torch.Tensor:
     """``encode`` as a LongTensor."""
     return torch.from_numpy(encode(seq, add_sep=add_sep))

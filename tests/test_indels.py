@@ -271,6 +271,8 @@ def _workers():
 class _Stub:
     """A featuriser that counts the chunks it scores, and may hold the first one until released."""
 
+    features = True  # tokenise every window, as a featuriser with CAD_COS does
+
     def __init__(self, hold=False):
         self.release = threading.Event()
         if not hold:

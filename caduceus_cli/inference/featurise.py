@@ -41,7 +41,7 @@ from caduceus_cli.inference.prefetch import locked, prefetched
 from caduceus_cli.inference.spec import EmbeddingSpec
 from caduceus_cli.inference.tileplan import PassPlan, plan_passes, read_passes
 from caduceus_cli.io.variant import Variant
-from caduceus_cli.tokenizer import MASK, encode
+from caduceus_cli.tokenizer import MASK, encode_u8
 
 log = logging.getLogger(__name__)
 
@@ -76,14 +76,15 @@ class SiteScores:
         return np.concatenate([self.ref_feats[i], self.alt_feats[i]])
 
 
-def tokenise(plans: list[SitePlan]) -> Tokens:
-    """Token ids of every window the plans' ALTs are scored in (reference and alternate), as uint8."""
+def tokenise(plans: list[SitePlan], alternates: bool = True) -> Tokens:
+    """Token ids, as uint8, of the windows the plans' ALTs are scored in: reference windows, and alternate
+    windows (every ALT's with ``alternates``; else only indels', which forwards of their own may read)."""
     out: Tokens = {}
     for p in plans:
         for a in p.alleles.values():
-            for seq in (a.ref_seq, a.seq):
+            for seq in (a.ref_seq, a.seq) if alternates or not a.masked else (a.ref_seq,):
                 if seq not in out:
-                    out[seq] = encode(seq).astype(np.uint8)
+                    out[seq] = encode_u8(seq)
     return out
 
 
@@ -183,7 +184,7 @@ class Featuriser:
     def _encode(self, seq: str) -> np.ndarray:
         """Token ids (W,) of a window: from the chunk's ``tokens`` when given, else encoded now."""
         ids = self._tokens.get(seq)
-        return encode(seq).astype(np.uint8) if ids is None else ids
+        return encode_u8(seq) if ids is None else ids
 
     def _ids(self, seqs: list[str]) -> np.ndarray:
         return np.stack([self._encode(s) for s in seqs]) if seqs else np.zeros((0, 0), np.uint8)  # (N, W)
@@ -333,10 +334,10 @@ def _planned(
 
     def chunk(upto: int) -> tuple:
         part = plans[:upto]
-        tokens = tokenise(part)
+        tokens = tokenise(part, alternates=featuriser.features)  # LLR alone reads no SNV alternate window
         prepared = featuriser.prepare(part, shared)
         for p in prepared.tiles.alt_passes if prepared is not None else ():
-            tokens[p.seq] = encode(p.seq).astype(np.uint8)
+            tokens[p.seq] = encode_u8(p.seq)
         return part, payloads[:upto], tokens, prepared
 
     for variant, payload in items:

@@ -169,6 +169,7 @@ class SitePlanner:
         self.layout = layout
         self._warned: set[str] = set()
         self._cache: OrderedDict[tuple[str, int], object] = OrderedDict()  # (contig, start) -> window
+        self._heads: dict[tuple[str, int], tuple[str, int]] = {}  # (contig, start) -> (its W bases, their N count)
 
     def _window(self, chrom: str, start: int, length: int):
         """At least ``length`` bases from 0-based ``start`` (N past the contig ends); shared tiles are
@@ -181,8 +182,18 @@ class SitePlanner:
             self._cache[key] = win
         self._cache.move_to_end(key)
         while len(self._cache) > self._CACHED:
-            self._cache.popitem(last=False)
+            self._heads.pop(self._cache.popitem(last=False)[0], None)
         return win
+
+    def _head(self, chrom: str, start: int) -> str:
+        """The first W bases of the cached window at (``chrom``, 0-based ``start``): one string per window, so
+        the sites of a shared tile share it (hashed, compared and counted once), with its N count."""
+        key = (chrom, start)
+        head = self._heads.get(key)
+        if head is None:
+            seq = self._cache[key].seq[: self.layout.window]
+            head = self._heads[key] = (seq, seq.count("N"))
+        return head[0]
 
     def plan(self, v: Variant) -> SitePlan:
         if not v.alts:
@@ -208,7 +219,7 @@ class SitePlanner:
             return SitePlan(v, ("REF_MISMATCH",))
         alt_flags: list[str] = []
         alleles: dict[int, AllelePlan] = {}
-        ref_seq = win.seq[:W]
+        ref_seq = self._head(chrom, start)
         for i, (alt, kind) in enumerate(zip(v.alts, kinds, strict=True)):
             if kind == "symbolic":
                 alt_flags.append("SYMBOLIC")
@@ -246,9 +257,14 @@ class SitePlanner:
             return None
         if start != site_start:
             win = self._window(chrom, start, W + max(0, len(n.ref) - len(n.alt)))
-            site_seq = win.seq[:W]
+            site_seq = self._head(chrom, start)
         seq = (win.seq[:c] + n.alt + win.seq[c + len(n.ref) :])[:W]
         return AllelePlan(chrom, "indel", start, c, n.ref, n.alt, site_seq, seq, win.seq[W:], start != site_start)
+
+    def _n_count(self, chrom: str, start: int, seq: str) -> int:
+        """N bases in ``seq``, the W bases of the window at (``chrom``, ``start``): counted once per window."""
+        head = self._heads.get((chrom, start))
+        return head[1] if head is not None and head[0] is seq else seq.count("N")
 
     def _window_flags(self, chrom: str, windows: dict[int, str]) -> list[str]:
         """EDGE_PADDED / N_IN_WINDOW if any window (0-based start -> its W bases) qualifies."""
@@ -256,7 +272,7 @@ class SitePlanner:
         flags = []
         if any(start < 0 or start + W > length for start in windows):
             flags.append("EDGE_PADDED")
-        if any(seq.count("N") >= self.layout.n_fraction_flag * W for seq in windows.values()):
+        if any(self._n_count(chrom, s, seq) >= self.layout.n_fraction_flag * W for s, seq in windows.items()):
             flags.append("N_IN_WINDOW")
         return flags
 

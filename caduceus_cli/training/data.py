@@ -16,7 +16,7 @@ import numpy as np
 from caduceus_cli.errors import InputFileError
 from caduceus_cli.io.coords import Interval0
 from caduceus_cli.io.reference import iter_fasta
-from caduceus_cli.tokenizer import N, encode
+from caduceus_cli.tokenizer import N, encode_u8
 
 log = logging.getLogger(__name__)
 
@@ -30,7 +30,7 @@ def read_fasta_tokens(paths: list[str], contigs: set[str] | None = None) -> dict
         for name, seq in iter_fasta(path):
             if contigs is not None and name not in contigs:
                 continue
-            out[name] = encode(seq).astype(np.uint8)
+            out[name] = encode_u8(seq)
             log.info("read %s from %s: %s bp", name, Path(path).name, f"{len(seq):,}")
     if not out:
         raise InputFileError(
