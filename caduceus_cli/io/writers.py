@@ -233,6 +233,8 @@ class TsvText:
         self.before = [f for f in ("CAD_LLR", "CAD_COS") if f in fields]  # columns before CAD_FLAG
         self.after = [f for f in fields if f not in self.before]  # CAD_PROB, CAD_DELTA*
         self.columns = TSV_KEYS + self.before + ["CAD_FLAG"] + self.after
+        self._buf = io.StringIO()  # one csv writer, its buffer emptied for each row
+        self._csv = csv.writer(self._buf, delimiter="\t", lineterminator="\n")
 
     def header_text(self) -> str:
         lines = [f"# caduceus_{key}={value}\n" for key, value in self.provenance.items()]
@@ -248,11 +250,11 @@ class TsvText:
             rows.append(self._row(row + [cells[f] for f in self.after]))
         return "".join(rows)
 
-    @staticmethod
-    def _row(cells: list) -> str:
-        buf = io.StringIO()
-        csv.writer(buf, delimiter="\t", lineterminator="\n").writerow(cells)
-        return buf.getvalue()
+    def _row(self, cells: list) -> str:
+        self._buf.seek(0)
+        self._buf.truncate()
+        self._csv.writerow(cells)
+        return self._buf.getvalue()
 
 
 class TsvWriter:
