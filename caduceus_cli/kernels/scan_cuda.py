@@ -234,7 +234,7 @@ __device__ __forceinline__ void scan_chunk(
 
     constexpr int VPR = CH / VEC;                  // 16-byte vectors per row of a u / z tile
     constexpr int XPT = (TT * XW + CH - 1) / CH;   // xdbl elements per thread per tile
-    float xreg[XPT];
+    st_t xreg[XPT];  // next tile's xdbl, raw: converted in store_x, so the loads' latency hides under this tile's steps
 
     auto issue_uz = [&](int tile, int buf) {
         const int tb = t0 + tile * TT;
@@ -255,14 +255,14 @@ __device__ __forceinline__ void scan_chunk(
         for (int j = 0; j < XPT; ++j) {
             const int e = tid + j * CH;
             const int r = e / XW, c = e - r * XW;
-            xreg[j] = (e < TT * XW && r < rows) ? tof(xd[(row0 + tb + r) * (long long)XW + c]) : 0.f;
+            xreg[j] = (e < TT * XW && r < rows) ? xd[(row0 + tb + r) * (long long)XW + c] : (st_t)0;
         }
     };
     auto store_x = [&](int buf) {
 #pragma unroll
         for (int j = 0; j < XPT; ++j) {
             const int e = tid + j * CH;
-            if (e < TT * XW) xs[buf][e / XW][e % XW] = xreg[j];
+            if (e < TT * XW) xs[buf][e / XW][e % XW] = tof(xreg[j]);
         }
     };
 
@@ -375,7 +375,7 @@ TT_BF16, TT_F32 = (
 )  # positions per shared-memory tile (bf16 / float32 storage)
 DEFAULT_NPOLY = int(os.environ.get("CADUCEUS_SCAN_NPOLY", "0"))  # measured: bench/results/scan_fused_h100.json
 DEFAULT_UNROLL = int(os.environ.get("CADUCEUS_SCAN_UNROLL", "1"))
-DEFAULT_MIN_BLOCKS = int(os.environ.get("CADUCEUS_SCAN_MINB", "5"))  # __launch_bounds__ minimum blocks per SM
+DEFAULT_MIN_BLOCKS = int(os.environ.get("CADUCEUS_SCAN_MINB", "4"))  # __launch_bounds__ minimum blocks per SM (bf16)
 
 
 def _cuda_kernel_api():
@@ -393,22 +393,23 @@ def available() -> str:
         return "ROCm build"
     try:
         _cuda_kernel_api()
-        _module(_CONV_SOURCE, (("IS_BF16", 1), ("DC", 4)), ("conv_silu",), torch.cuda.current_device())
+        nvrtc_module(_CONV_SOURCE, (("IS_BF16", 1), ("DC", 4)), ("conv_silu",), torch.cuda.current_device())
     except Exception as exc:  # no NVRTC in this torch build, or it cannot compile here
         return f"NVRTC kernels unavailable ({type(exc).__name__}: {str(exc)[:200]})"
     return ""
 
 
 @functools.cache
-def _module(source: str, defines: tuple, names: tuple, device_index: int) -> dict:
+def nvrtc_module(source: str, defines: tuple, names: tuple, device: int) -> dict:
+    """Compile ``source`` (after ``defines`` and the common helpers) once per (defines, device) and load ``names``."""
     compile_, load = _cuda_kernel_api()
     header = "".join(f"#define {k} {v}\n" for k, v in defines)
-    with torch.cuda.device(device_index):
+    with torch.cuda.device(device):
         cubin, _ = compile_(header + _COMMON_SOURCE + source, names[0], nvcc_options=["-std=c++17"])
         return load(cubin, list(names))
 
 
-def _dev(t: torch.Tensor) -> int:
+def device_index(t: torch.Tensor) -> int:
     return t.device.index if t.device.index is not None else torch.cuda.current_device()
 
 
@@ -437,8 +438,11 @@ def conv_silu(x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor, length:
     assert x.stride(1) == 1 and ntok % length == 0 and d % vec == 0
     assert x.data_ptr() % 16 == 0 and (x.stride(0) * x.element_size()) % 16 == 0
     assert d % 4 == 0
-    k = _module(
-        _CONV_SOURCE, (("IS_BF16", int(x.dtype == torch.bfloat16)), ("DC", weight.shape[-1])), ("conv_silu",), _dev(x)
+    k = nvrtc_module(
+        _CONV_SOURCE,
+        (("IS_BF16", int(x.dtype == torch.bfloat16)), ("DC", weight.shape[-1])),
+        ("conv_silu",),
+        device_index(x),
     )
     u = torch.empty(ntok, d, device=x.device, dtype=x.dtype)
     total = (ntok // length) * cdiv(length, CONV_TOK) * (d // vec)
@@ -503,7 +507,7 @@ def selective_scan_tm(
     tt = tile or (TT_BF16 if u.dtype == torch.bfloat16 else TT_F32)
     minb = min_blocks or (DEFAULT_MIN_BLOCKS if u.dtype == torch.bfloat16 else 1)
     npoly = min(ns, DEFAULT_NPOLY if npoly is None else npoly)
-    k = _module(
+    k = nvrtc_module(
         _SCAN_SOURCE,
         (
             ("IS_BF16", int(u.dtype == torch.bfloat16)),
@@ -516,7 +520,7 @@ def selective_scan_tm(
             ("MINB", minb),
         ),
         ("scan_full", "scan_state", "scan_combine"),
-        _dev(u),
+        device_index(u),
     )
     chunk = min(length, chunk or pick_chunk(n, d, length, tt, ch))
     if chunk < length and chunk % tt:
