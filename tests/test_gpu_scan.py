@@ -95,6 +95,25 @@ def test_mixer_rows_matches_twin(dtype, n, L):
     assert err <= (1e-4 if dtype == torch.float32 else 2e-2)
 
 
+def test_mixer_rows_follows_in_place_weight_updates():
+    """Weight-derived copies (casts, the transposed conv weight, A * log2 e) are cached per weight
+    version: after an in-place update the mixer uses the new weights."""
+    sc = scan_cuda()
+    p = random_weights(64, 128, seed=3)
+    L = 300
+    rows = torch.randn(2 * L, 64, device="cuda").to(torch.bfloat16)
+    first = sc.mixer_rows(rows, L, p, torch.empty_like(rows))
+    with torch.no_grad():
+        p.A_log.add_(0.5)
+        p.conv_weight.mul_(1.5)
+        p.in_proj.mul_(0.9)
+        p.out_proj.mul_(1.1)
+    got = sc.mixer_rows(rows, L, p, torch.empty_like(rows))
+    want = mixer_ref.mixer_rows_ref(rows, L, p, torch.empty_like(rows))
+    print(f"after update: rel err {rel(got, want):.2e}, moved {rel(got, first):.2e}")
+    assert rel(got, want) <= 2e-2 and rel(got, first) > 5e-2
+
+
 @pytest.mark.parametrize("rcps", [True, False])
 def test_token_major_forward_matches_torch_backend(rcps):
     """The whole flip-free forward with the NVRTC mixer against the torch backend (literal path)."""

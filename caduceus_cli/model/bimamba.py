@@ -23,6 +23,18 @@ from caduceus_cli.model.mamba import MambaMixer, channels_flat
 # scan outputs) to ~6 bytes x d_inner x 2**17 whatever the batch.
 SCAN_MAX_ROWS = 256
 SCAN_MAX_TOKENS = 1 << 17
+# The token-major CUDA mixer takes short rows in calls of up to 2**19 tokens: fewer, larger GEMM /
+# conv / scan launches (H100, PS d256 x 16 at 256 x 1,024: 0.128 s at 2**17, 0.124 at 2**18, 0.121
+# at 2**19; peak 1.83 -> 2.87 GiB). Long rows stay at SCAN_MAX_TOKENS (one 131,072-token row per
+# call), which keeps the 131k forward's peak down (PS: 1.1 GiB).
+MIXER_MAX_TOKENS_SHORT_ROWS = 1 << 19
+SHORT_ROW = 1 << 14
+
+
+def mixer_rows_per_call(length: int) -> int:
+    """Rows per token-major mixer call for rows of ``length`` tokens."""
+    cap = MIXER_MAX_TOKENS_SHORT_ROWS if length <= SHORT_ROW else SCAN_MAX_TOKENS
+    return max(1, cap // length)
 
 
 class BiMamba(nn.Module):
@@ -133,13 +145,13 @@ class BiMamba(nn.Module):
         self, X: torch.Tensor, kernels: Backend, max_rows: int | None
     ) -> tuple[torch.Tensor, torch.Tensor]:
         """``forward_split`` through ``kernels.mixer_rows``: token-major rows, one call per chunk of rows
-        (at most SCAN_MAX_TOKENS tokens), each writing its out_proj rows of o_f / o_r.
+        (``mixer_rows_per_call``), each writing its out_proj rows of o_f / o_r.
 
         Consumes X: o_r is returned in X[0]'s storage (one (M*L, D) buffer less at the peak; the
         flip-free forward never reads X again)."""
         f, r = self.mamba_fwd, self.mamba_rev
         _, M, L, D = X.shape
-        max_rows = max_rows or max(1, SCAN_MAX_TOKENS // L)
+        max_rows = max_rows or mixer_rows_per_call(L)
         outs = []
         for direction, mixer in ((0, f), (1, r)):
             weights = mixer.token_major_weights(f)
