@@ -24,9 +24,9 @@ from caduceus_cli.model.mamba import MambaMixer, channels_flat
 SCAN_MAX_ROWS = 256
 SCAN_MAX_TOKENS = 1 << 17
 # The token-major CUDA mixer takes short rows in calls of up to 2**19 tokens: fewer, larger GEMM /
-# conv / scan launches (H100, PS d256 x 16 at 256 x 1,024: 0.128 s at 2**17, 0.124 at 2**18, 0.121
-# at 2**19; peak 1.83 -> 2.87 GiB). Long rows stay at SCAN_MAX_TOKENS (one 131,072-token row per
-# call), which keeps the 131k forward's peak down (PS: 1.1 GiB).
+# conv / scan launches (bench/bench_mixer_calls.py, H100, PS d256 x 16 at 256 x 1,024: 0.129 s
+# at 2**17, 0.125 at 2**18, 0.122 at 2**19; peak 1.83 -> 2.87 GiB). Long rows stay at
+# SCAN_MAX_TOKENS (one 131,072-token row per call): the 131k forward's peak stays at 1.1 GiB (PS).
 MIXER_MAX_TOKENS_SHORT_ROWS = 1 << 19
 SHORT_ROW = 1 << 14
 
