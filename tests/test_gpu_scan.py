@@ -96,8 +96,8 @@ def test_mixer_rows_matches_twin(dtype, n, L):
 
 
 def test_mixer_rows_follows_in_place_weight_updates():
-    """Weight-derived copies (casts, the transposed conv weight, A * log2 e) are cached per weight
-    version: after an in-place update the mixer uses the new weights."""
+    """Nothing derived from the weights (casts, the transposed conv weight, A * log2 e) outlives a
+    call: after in-place updates the mixer uses the new weights."""
     sc = scan_cuda()
     p = random_weights(64, 128, seed=3)
     L = 300
@@ -108,6 +108,7 @@ def test_mixer_rows_follows_in_place_weight_updates():
         p.conv_weight.mul_(1.5)
         p.in_proj.mul_(0.9)
         p.out_proj.mul_(1.1)
+        p.x_proj.data.mul_(0.8)  # through .data: no version-counter bump
     got = sc.mixer_rows(rows, L, p, torch.empty_like(rows))
     want = mixer_ref.mixer_rows_ref(rows, L, p, torch.empty_like(rows))
     print(f"after update: rel err {rel(got, want):.2e}, moved {rel(got, first):.2e}")

@@ -35,8 +35,6 @@ import os
 
 import torch
 
-from caduceus_cli.kernels.derived import as_dtype, derived
-
 LOG2E = 1.4426950408889634
 
 _COMMON_SOURCE = r"""
@@ -454,8 +452,8 @@ def conv_silu(x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor, length:
         args=[
             x,
             u,
-            derived("conv_weight_t", weight, lambda: weight.float().reshape(d, -1).t().contiguous()),  # (DC, d)
-            as_dtype(bias, torch.float32),
+            weight.float().reshape(d, -1).t().contiguous(),  # (DC, d)
+            bias.float().contiguous(),
             ntok,
             length,
             d,
@@ -491,14 +489,12 @@ def selective_scan_tm(
     unroll: int | None = None,
     tile: int | None = None,
     min_blocks: int | None = None,
-    A_log2e: torch.Tensor | None = None,
 ) -> torch.Tensor:
     """Selective scan on token-major tensors (twin: ``mixer_ref.selective_scan_tm_ref``).
 
     u (n*L, d) dense, z (n*L, d) (row stride may exceed d), xdbl (n*L, R + 2N) = [dt_low | B | C];
     delta = softplus(dt_low @ dt_weight^T + dt_bias); A (d, N); y = (C.h + D*u) * silu(z) -> (n*L, d).
     ``out`` may be ``u`` (y written over u). ``chunk``: positions per chunk (default from ``pick_chunk``).
-    ``A_log2e``: A * log2(e) as float32 (d, N), when the caller keeps it (else made here).
     """
     ntok, d = u.shape
     ns, rk = A.shape[1], dt_weight.shape[1]
@@ -531,10 +527,10 @@ def selective_scan_tm(
         raise ValueError(f"chunk {chunk} is not a multiple of the tile {tt}")
     K = cdiv(length, chunk)
     y = torch.empty_like(u) if out is None else out
-    Wdt = as_dtype(dt_weight, torch.float32)
-    dtb = as_dtype(dt_bias, torch.float32)
-    A2 = A_log2e if A_log2e is not None else (A.float() * LOG2E).contiguous()
-    Dp = as_dtype(D, torch.float32)
+    Wdt = dt_weight.float().contiguous()
+    dtb = dt_bias.float().contiguous()
+    A2 = (A.float() * LOG2E).contiguous()
+    Dp = D.float().contiguous()
     if K > 1:
         hbuf = torch.empty(n, K, d, ns, device=u.device, dtype=torch.float32)
         Sbuf = torch.empty(n, K, d, device=u.device, dtype=torch.float32)
@@ -561,14 +557,12 @@ def mixer_rows(rows: torch.Tensor, length: int, p, out: torch.Tensor) -> torch.T
     """
     dt = rows.dtype
     d = p.d_inner
-    xz = torch.mm(rows, as_dtype(p.in_proj, dt).t())  # (n*L, 2d): x | z
+    xz = torch.mm(rows, p.in_proj.to(dt).t())  # (n*L, 2d): x | z
     u = conv_silu(xz[:, :d], p.conv_weight, p.conv_bias, length)  # reads the x columns (row stride 2d)
-    xdbl = torch.mm(u, as_dtype(p.x_proj, dt).t())  # (n*L, R + 2N)
+    xdbl = torch.mm(u, p.x_proj.to(dt).t())  # (n*L, R + 2N)
     z = xz[:, d:]  # (n*L, d) view, row stride 2d
     del xz
-    A = derived("A", p.A_log, lambda: -torch.exp(p.A_log.float()))  # (d, N)
-    A2 = derived("A_log2e", p.A_log, lambda: (-torch.exp(p.A_log.float()) * LOG2E).contiguous())
-    y = selective_scan_tm(u, z, xdbl, p.dt_weight, p.dt_bias, A, p.D, length, out=u, A_log2e=A2)
+    y = selective_scan_tm(u, z, xdbl, p.dt_weight, p.dt_bias, -torch.exp(p.A_log.float()), p.D, length, out=u)
     del z, xdbl
-    torch.mm(y, as_dtype(p.out_proj, dt).t(), out=out)
+    torch.mm(y, p.out_proj.to(dt).t(), out=out)
     return out

@@ -24,8 +24,8 @@ from caduceus_cli.model.mamba import MambaMixer, channels_flat
 SCAN_MAX_ROWS = 256
 SCAN_MAX_TOKENS = 1 << 17
 # The token-major CUDA mixer takes short rows in calls of up to 2**19 tokens: fewer, larger GEMM /
-# conv / scan launches (bench/bench_mixer_calls.py, H100, PS d256 x 16 at 256 x 1,024: 0.129 s
-# at 2**17, 0.125 at 2**18, 0.122 at 2**19; peak 1.83 -> 2.87 GiB). Long rows stay at
+# conv / scan launches (bench/bench_mixer_calls.py, H100, PS d256 x 16 at 256 x 1,024: 0.131 s
+# at 2**17, 0.126 at 2**18, 0.122 at 2**19; peak 1.81 -> 2.86 GiB). Long rows stay at
 # SCAN_MAX_TOKENS (one 131,072-token row per call): the 131k forward's peak stays at 1.1 GiB (PS).
 MIXER_MAX_TOKENS_SHORT_ROWS = 1 << 19
 SHORT_ROW = 1 << 14
@@ -100,9 +100,9 @@ class BiMamba(nn.Module):
         direction's output in reversed position order. ``o_f + flip_L(o_r)`` is ``forward``'s
         result for "add"; the next add+norm reads it that way (``kernels/addnorm.py``). On the CPU
         (``kernels.bimamba_rows``) o_f is that sum already and o_r is None.
-        Rows go through in chunks of at most ``max_rows`` (default: SCAN_MAX_ROWS rows and
-        SCAN_MAX_TOKENS tokens), each chunk's GEMM outputs dense, its out_proj written straight
-        into its rows of o_f / o_r.
+        Rows go through in chunks of at most ``max_rows`` (default: ``mixer_rows_per_call`` on the
+        token-major path; else SCAN_MAX_ROWS rows and SCAN_MAX_TOKENS tokens), each chunk's GEMM
+        outputs dense, its out_proj written straight into its rows of o_f / o_r.
         """
         f, r = self.mamba_fwd, self.mamba_rev
         _, M, L, D = X.shape
