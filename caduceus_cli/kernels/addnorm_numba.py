@@ -18,7 +18,7 @@ import numpy as np
 import torch
 
 from caduceus_cli.kernels import addnorm
-from caduceus_cli.kernels.cpu_buffers import fresh
+from caduceus_cli.kernels.cpu_buffers import as_numpy, fresh
 from caduceus_cli.kernels.vmath_numba import FASTMATH, fma, nb, prefer_512_bit_vectors
 
 TOKENS_PER_ITEM = 64
@@ -27,9 +27,12 @@ _LANES = 16
 if nb is not None:
 
     @nb.njit(fastmath=FASTMATH, error_model="numpy", cache=True)
-    def _rms_scale(x, lo, hi, eps):  # pragma: no cover - compiled
-        """1 / sqrt(mean(x[lo:hi]**2) + eps): squares summed in 16 lanes, then the lanes in order."""
-        part = np.zeros(_LANES, np.float32)
+    def _rms_scale(x, lo, hi, eps, part):  # pragma: no cover - compiled
+        """1 / sqrt(mean(x[lo:hi]**2) + eps): squares summed in 16 lanes, then the lanes in order.
+
+        ``part``: a float32 scratch of _LANES, the caller's (no allocation per token)."""
+        for j in range(_LANES):
+            part[j] = np.float32(0.0)
         c = lo
         while c + _LANES <= hi:
             for j in range(_LANES):
@@ -77,6 +80,7 @@ if nb is not None:
         C = 2 * D if rcps else D
         x = np.empty(C, np.float32)
         tmp = np.empty(C, np.float32)
+        part = np.empty(_LANES, np.float32)  # _rms_scale's lanes
         for tok in range(lo, hi):
             b = tok // length
             t = tok % length
@@ -115,13 +119,13 @@ if nb is not None:
             for c in range(C):
                 ro[c] = x[c]
             if rcps:  # each half normed on its own; the second with the weight reversed
-                s0 = _rms_scale(x, 0, D, eps)
-                s1 = _rms_scale(x, D, C, eps)
+                s0 = _rms_scale(x, 0, D, eps, part)
+                s1 = _rms_scale(x, D, C, eps, part)
                 for c in range(D):
                     tmp[c] = x[c] * s0 * weight[c]
                     tmp[D + c] = x[D + c] * s1 * weight[D - 1 - c]
             else:
-                s0 = _rms_scale(x, 0, C, eps)
+                s0 = _rms_scale(x, 0, C, eps, part)
                 for c in range(C):
                     tmp[c] = x[c] * s0 * weight[c]
             if final:
@@ -236,7 +240,7 @@ def add_norm_pair_cpu(
         orn,
         resn,
         residual is not None,
-        weight.detach().float().contiguous().numpy(),
+        as_numpy(weight),
         np.float32(eps),
         batch,
         length,

@@ -138,9 +138,7 @@ def _build(name: str, device_type: str = "cpu") -> Backend:
             mixer = scan_cuda.mixer_rows if not why else None
             detail += " + token-major NVRTC scan for inference" if mixer else f" (no NVRTC scan: {why})"
         return Backend("cuda", _cuda_scan(scan), conv_fn, detail, pair, mixer)
-    if not numba_available():
-        return Backend("torch", scan_cpu, causal_conv1d_ref, "chunked PyTorch scan")
-    if device_type != "cpu":  # the torch backend on a GPU: the literal composition, as before
+    if not numba_available() or device_type != "cpu":  # on a GPU: the literal composition, as before
         return Backend("torch", scan_cpu, causal_conv1d_ref, "chunked PyTorch scan")
     from caduceus_cli.kernels.addnorm_numba import add_norm_pair_cpu
     from caduceus_cli.kernels.mixer_numba import bimamba_rows
@@ -155,9 +153,9 @@ _logged: set[tuple[str, str]] = set()
 def get_backend(name: str = "auto", device: torch.device | str | None = None) -> Backend:
     """Resolve and build a backend, logging the choice once per (backend, device type)."""
     resolved = resolve_backend(name, device)
-    dev_type = torch.device(device).type if device is not None else "cpu"
-    backend = _build(resolved, dev_type if resolved == "torch" else "cuda")
-    key = (resolved, str(torch.device(device).type if device is not None else "?"))
+    dev_type = torch.device(device).type if device is not None else None
+    backend = _build(resolved, (dev_type or "cpu") if resolved == "torch" else "cuda")
+    key = (resolved, dev_type or "?")
     if key not in _logged:
         _logged.add(key)
         log.info("kernel backend: %s (%s)%s", resolved, backend.detail, "" if name == resolved else f", from {name!r}")

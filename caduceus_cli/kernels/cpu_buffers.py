@@ -38,3 +38,8 @@ def scratch(name: str, shape: tuple[int, ...]) -> torch.Tensor:
 def fresh(shape: tuple[int, ...]) -> torch.Tensor:
     """A new float32 tensor of ``shape`` (uninitialised), allocated by numpy."""
     return torch.from_numpy(np.empty(shape, np.float32))
+
+
+def as_numpy(t: torch.Tensor) -> np.ndarray:
+    """A float32 parameter or tensor as a C-contiguous numpy view (a copy only if it is not one already)."""
+    return t.detach().float().contiguous().numpy()

@@ -30,7 +30,7 @@ from __future__ import annotations
 import numpy as np
 import torch
 
-from caduceus_cli.kernels.cpu_buffers import fresh, scratch
+from caduceus_cli.kernels.cpu_buffers import as_numpy, fresh, scratch
 from caduceus_cli.kernels.mixer_ref import MixerWeights
 from caduceus_cli.kernels.vmath_numba import (
     FASTMATH,
@@ -212,11 +212,6 @@ if nb is not None:
             _scan_block(U, xz, length, xdbl, dtw, dtb, A_log, Dv, y, item // blocks, (item % blocks) * cb, cb)
 
 
-def _np(t: torch.Tensor) -> np.ndarray:
-    """A float32 parameter or tensor as a C-contiguous numpy view (a copy only if it is not one already)."""
-    return t.detach().float().contiguous().numpy()
-
-
 def bimamba_rows(
     rows: torch.Tensor, length: int, pf: MixerWeights, pr: MixerWeights, out: torch.Tensor | None = None
 ) -> torch.Tensor:
@@ -233,8 +228,8 @@ def bimamba_rows(
         U = scratch("u", (2, nl, di))
         xzn = xz.numpy()
         n = nl // length
-        cw = (_np(pf.conv_weight), _np(pr.conv_weight))
-        cbias = (_np(pf.conv_bias), _np(pr.conv_bias))
+        cw = (as_numpy(pf.conv_weight), as_numpy(pr.conv_weight))
+        cbias = (as_numpy(pf.conv_bias), as_numpy(pr.conv_bias))
         _conv_kernel(xzn, length, cw, cbias, U.numpy())
         nx = pf.x_proj.shape[0]
         x_f = torch.mm(U[0], pf.x_proj.detach().float().t(), out=scratch("x_f", (nl, nx)))  # (n*L, R + 2N)
@@ -246,10 +241,10 @@ def bimamba_rows(
             xzn,
             length,
             (x_f.numpy(), x_r.numpy()),
-            (_np(pf.dt_weight), _np(pr.dt_weight)),
-            (_np(pf.dt_bias), _np(pr.dt_bias)),
-            (_np(pf.A_log), _np(pr.A_log)),
-            (_np(pf.D), _np(pr.D)),
+            (as_numpy(pf.dt_weight), as_numpy(pr.dt_weight)),
+            (as_numpy(pf.dt_bias), as_numpy(pr.dt_bias)),
+            (as_numpy(pf.A_log), as_numpy(pr.A_log)),
+            (as_numpy(pf.D), as_numpy(pr.D)),
             y.numpy(),
             cb,
         )

@@ -73,24 +73,18 @@ def conv_silu_ref(x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor, len
 
 def mixer_rows_ref(rows: torch.Tensor, length: int, p: MixerWeights, out: torch.Tensor) -> torch.Tensor:
     """Twin of ``scan_cuda.mixer_rows``: one Mamba direction, rows (n*L, D) -> out (n*L, D)."""
+    out.copy_(mixer_y_ref(rows, length, p) @ p.out_proj.to(rows.dtype).t())
+    return out
+
+
+def mixer_y_ref(rows: torch.Tensor, length: int, p: MixerWeights) -> torch.Tensor:
+    """One Mamba direction up to (not including) out_proj: rows (n*L, D) -> gated scan output (n*L, d_inner)."""
     dt = rows.dtype
     d = p.d_inner
     x = rows @ p.in_proj[:d].to(dt).t()
     z = rows @ p.in_proj[d:].to(dt).t()
     u = conv_silu_ref(x, p.conv_weight, p.conv_bias, length)
     xdbl = u @ p.x_proj.to(dt).t()
-    y = selective_scan_tm_ref(u, z, xdbl, p.dt_weight, p.dt_bias, -torch.exp(p.A_log.float()), p.D, length)
-    out.copy_(y @ p.out_proj.to(dt).t())
-    return out
-
-
-def mixer_y_ref(rows: torch.Tensor, length: int, p: MixerWeights) -> torch.Tensor:
-    """One Mamba direction up to (not including) out_proj: rows (n*L, D) -> gated scan output (n*L, d_inner)."""
-    d = p.d_inner
-    x = rows @ p.in_proj[:d].t()
-    z = rows @ p.in_proj[d:].t()
-    u = conv_silu_ref(x, p.conv_weight, p.conv_bias, length)
-    xdbl = u @ p.x_proj.t()
     return selective_scan_tm_ref(u, z, xdbl, p.dt_weight, p.dt_bias, -torch.exp(p.A_log.float()), p.D, length)
 
 
