@@ -337,7 +337,8 @@ def _planned(
         tokens = tokenise(part, alternates=featuriser.features)  # LLR alone reads no SNV alternate window
         prepared = featuriser.prepare(part, shared)
         for p in prepared.tiles.alt_passes if prepared is not None else ():
-            tokens[p.seq] = encode_u8(p.seq)
+            if p.seq not in tokens:  # a pass of one indel is that indel's alternate window, encoded above
+                tokens[p.seq] = encode_u8(p.seq)
         return part, payloads[:upto], tokens, prepared
 
     for variant, payload in items:

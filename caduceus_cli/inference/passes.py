@@ -120,13 +120,13 @@ def run_passes(
     """log P over ACGT at each pass's masked positions, (k, 4) per pass in span order. Forwards of one length
     run together, ``engine.batch_size`` whole windows at a time, or as many cluster windows as hold as many
     tokens (memory: one batch)."""
-    rows: dict[int, list[tuple[int, int, np.ndarray]]] = {}  # length -> (pass, window start, positions)
+    rows: dict[int, list[tuple[int, int, np.ndarray]]] = {}  # length -> (pass, window start, masked positions)
     for i, p in enumerate(passes):
         for start, length, spans in crops(p, cluster):
             if not spans:
                 raise ValueError("a masked pass needs at least one span")
             positions = np.concatenate([np.arange(s, e) for s, e in spans])  # (k,) in the pass's window
-            rows.setdefault(length, []).append((i, start, positions))
+            rows.setdefault(length, []).append((i, start, positions - start))  # (k,) in the forward's window
     parts: list[list[tuple[int, np.ndarray]]] = [[] for _ in passes]  # per pass: (window start, (k, 4))
     cache: dict[int, np.ndarray] = {}  # pass -> its tokens (W,), while its rows are built
     longest = max((len(p.seq) for p in passes), default=1)
@@ -135,13 +135,13 @@ def run_passes(
         for b in range(0, len(group), step):
             part = group[b : b + step]
             ids = np.empty((len(part), length), np.uint8)  # (n, length)
-            for r, (i, start, positions) in enumerate(part):
+            for r, (i, start, local) in enumerate(part):
                 full = cache.get(i)
                 if full is None:
                     full = cache[i] = encode(passes[i].seq)  # (W,)
                 ids[r] = full[start : start + length]
-                ids[r, positions - start] = MASK
-            lps = engine.masked_logprobs_at(ids, [positions - start for _, start, positions in part], step)  # (k, 4)s
+                ids[r, local] = MASK
+            lps = engine.masked_logprobs_at(ids, [local for _, _, local in part], step)  # (k, 4)s
             for (i, start, _), lp in zip(part, lps, strict=True):
                 parts[i].append((start, lp))
             cache.clear()

@@ -28,12 +28,11 @@ from caduceus_cli.inference.pll import IndelPll, TileIndels
 @dataclass
 class PassPlan:
     """The masked passes of a chunk's shared tiles: reference passes (``owners``: the window key of each) then
-    the indels' alternate passes (``tiles.alt_passes``). ``indels``/``sites``: the indel ALTs the passes score
-    and the chunk index of each one's site; empty when indels are scored on their own (``batched`` off)."""
+    the indels' alternate passes (``tiles.alt_passes``). ``indels``: the indel ALTs the passes score; empty
+    when indels are scored on their own (``batched`` off)."""
 
     snvs: list[AllelePlan]
     indels: list[AllelePlan]
-    sites: list[int]
     batched: bool
     tiles: TileIndels
     ref_passes: list[Pass]
@@ -67,9 +66,10 @@ def plan_passes(
         ref_passes, owners = _ref_passes(snvs, tiles, kept_out, min_spacing, spacing)
         if cluster >= window:
             break
-        ref_whole = {
-            (*key, s, e): _whole(p, cluster) for key, p in zip(owners, ref_passes, strict=True) for s, e in p.spans
-        }
+        ref_whole: dict[tuple, bool] = {}  # (window key, start, end) -> its pass runs whole; crops once per pass
+        for key, p in zip(owners, ref_passes, strict=True):
+            whole = _whole(p, cluster)
+            ref_whole.update({(*key, s, e): whole for s, e in p.spans})
         alt_whole = [_whole(p, cluster) for p in tiles.alt_passes]
         lopsided = {
             k for k, (_, (lo, hi), job, _, _) in tiles.scored.items() if ref_whole[(*k[:2], lo, hi)] != alt_whole[job]
@@ -80,7 +80,7 @@ def plan_passes(
             kept_out |= lopsided
         else:  # both in later passes, one still whole (its pass's cluster windows would cost more, or a long span)
             alone |= lopsided
-    return PassPlan(snvs, ins, sites, batched, tiles, ref_passes, owners)
+    return PassPlan(snvs, ins, batched, tiles, ref_passes, owners)
 
 
 def _whole(p: Pass, cluster: int) -> bool:
