@@ -233,7 +233,8 @@ class TsvText:
         self.before = [f for f in ("CAD_LLR", "CAD_COS") if f in fields]  # columns before CAD_FLAG
         self.after = [f for f in fields if f not in self.before]  # CAD_PROB, CAD_DELTA*
         self.columns = TSV_KEYS + self.before + ["CAD_FLAG"] + self.after
-        self._buf = io.StringIO()  # one csv writer, its buffer emptied for each row
+        self._fields = self.before + self.after
+        self._buf = io.StringIO()  # one csv writer, its buffer emptied for each record
         self._csv = csv.writer(self._buf, delimiter="\t", lineterminator="\n")
 
     def header_text(self) -> str:
@@ -243,12 +244,13 @@ class TsvText:
     def record(self, rec: pysam.VariantRecord, ann: Annotation) -> str:
         flags = ",".join(ann.flags) or "."
         values = ann.fields()
-        rows = []
-        for i, alt in enumerate(rec.alts or (".",)):
-            cells = {f: _num(values[f][i]) if rec.alts else "." for f in self.before + self.after}
+        self._buf.seek(0)
+        self._buf.truncate()
+        for i, alt in enumerate(rec.alts or (".",)):  # one row per ALT, into one buffer
+            cells = {f: _num(values[f][i]) if rec.alts else "." for f in self._fields}
             row = [rec.chrom, rec.pos, rec.id or ".", rec.ref, alt, *(cells[f] for f in self.before), flags]
-            rows.append(self._row(row + [cells[f] for f in self.after]))
-        return "".join(rows)
+            self._csv.writerow(row + [cells[f] for f in self.after])
+        return self._buf.getvalue()
 
     def _row(self, cells: list) -> str:
         self._buf.seek(0)

@@ -156,9 +156,8 @@ def score_vcf(
                 else:
                     # the output's range (a shard's is fixed by the rest; the whole input's end is left open, so a
                     # run may resume as one process or as torchrun ranks)
-                    identity |= {"chunk": str(shard or ""), "range": [scatter.output.start, scatter.output.end]}
-                    if shard is None:
-                        identity["range"] = [0, None]
+                    out_range = [0, None] if shard is None else [scatter.output.start, scatter.output.end]
+                    identity |= {"chunk": str(shard or ""), "range": out_range}
                     ck = Checkpoint(out)
                     if ranks.rank == 0:
                         ck.start(identity, text.header_text(), opts.resume)
