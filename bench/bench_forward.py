@@ -67,9 +67,18 @@ def time_forward(model, ids, device, repeats, autocast):
     return statistics.median(times)
 
 
+def case_row(case: tuple, path: str, seconds: float, **fields) -> dict:
+    """One result row: the case (variant, d_model, n_layer, batch, length), the path, its seconds, then ``fields``."""
+    variant, d_model, n_layer, batch, length = case
+    return (
+        dict(variant=variant, d_model=d_model, n_layer=n_layer, batch=batch, length=length, path=path, seconds=seconds)
+        | fields
+    )
+
+
 def cpu_rows(model, ids, variants, repeats, case) -> list[dict]:
     """Time CPU paths on one model, alternating them each round (machine load hits all alike)."""
-    variant, d_model, n_layer, batch, length = case
+    batch, length = case[3], case[4]
 
     def run(kern):
         model.kernels = lambda _dev, k=kern: k  # instance override: the same weights, the other path
@@ -89,14 +98,10 @@ def cpu_rows(model, ids, variants, repeats, case) -> list[dict]:
     for label, kern in variants:
         sec = statistics.median(times[label])
         out.append(
-            dict(
-                variant=variant,
-                d_model=d_model,
-                n_layer=n_layer,
-                batch=batch,
-                length=length,
-                path=label,
-                seconds=sec,
+            case_row(
+                case,
+                label,
+                sec,
                 seconds_all=times[label],
                 tokens_per_s=batch * length / sec,
                 peak_gib=None,
@@ -172,14 +177,10 @@ def main() -> None:
             ref = REFERENCE_H100.get((variant, batch, length)) if device.type == "cuda" else None
             k = model.kernels(device)
             rows.append(
-                dict(
-                    variant=variant,
-                    d_model=d_model,
-                    n_layer=n_layer,
-                    batch=batch,
-                    length=length,
-                    path=label,
-                    seconds=sec,
+                case_row(
+                    (variant, d_model, n_layer, batch, length),
+                    label,
+                    sec,
                     tokens_per_s=tps,
                     peak_gib=peak,
                     backend=k.name,
