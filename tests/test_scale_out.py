@@ -86,9 +86,15 @@ def test_merge_refuses_missing_foreign_and_repeated_shards(single, shards, tmp_p
     caduceus("score-vcf", VCF, *BASE, "--chunk", "3/3", "--flank", "10", "-o", str(foreign))
     cut = tmp_path / "cut.vcf.gz"
     cut.write_bytes(shards[1].read_bytes()[: shards[1].stat().st_size // 2])
+    text = gzip.decompress(shards[1].read_bytes())
+    mid_line, short = tmp_path / "mid_line.vcf.gz", tmp_path / "short.vcf.gz"
+    mid_line.write_bytes(gzip.compress(text[:-10]))  # readable, but the last record ends mid-line
+    short.write_bytes(gzip.compress(text[: text.rstrip(b"\n").rindex(b"\n") + 1]))  # one whole record less
     out = str(tmp_path / "m.vcf.gz")
     cases = {
         "cut short": ([shards[0], cut, shards[2]], "score shard 2/3 again"),
+        "cut mid-line": ([shards[0], mid_line, shards[2]], "the last line is cut short; score shard 2/3 again"),
+        "a record short": ([shards[0], short, shards[2]], "it is incomplete; score shard 2/3 again"),
         "missing": ([shards[0], shards[2]], "shard 2/3 of run"),
         "foreign": ([*shards[:2], foreign], "shard of another run"),
         "repeated": ([shards[0], *shards], "is also given as"),
@@ -99,6 +105,7 @@ def test_merge_refuses_missing_foreign_and_repeated_shards(single, shards, tmp_p
         target = out.replace(".vcf.gz", ".tsv") if name == "TSV out" else out
         p = caduceus("merge", *map(str, files), "-o", target, check=False)
         assert p.returncode == 3 and message in " ".join(p.stderr.split()), (name, p.stderr)
+        assert p.stderr.count("again") <= 1, (name, p.stderr)  # one message, not wrapped in another
         assert "Traceback" not in p.stderr and not Path(target).exists()
 
 

@@ -129,6 +129,8 @@ def merge_shards(paths: list[str], out: str, output_type: OutputType | str | Non
             for k, shard in enumerate(shards):
                 try:
                     records += _copy(shard, put, header=k == 0)
+                except ShardError:  # already names the shard and the fix (a ValueError too: not wrapped again)
+                    raise
                 except (OSError, EOFError, ValueError) as exc:
                     raise ShardError(
                         f"{shard.path}: unreadable or cut short ({exc}); score shard {shard.index}/{shard.total} again"
@@ -163,7 +165,7 @@ def _copy(shard: ShardInfo, put, header: bool) -> int:
                 put(line)
             continue
         if not line.endswith("\n"):
-            raise ShardError(f"{shard.path}: the last line is cut short; score shard {shard.index} again")
+            raise ShardError(f"{shard.path}: the last line is cut short; score shard {shard.index}/{shard.total} again")
         if shard.tsv:  # one row per ALT: the rows of one record share chrom, pos, id and ref
             key = line.split("\t", 4)[:4]
             n += key != last_key
