@@ -168,3 +168,23 @@ def test_output_edge_cases_through_the_cli(tmp_path):
     bad = subprocess.run(base + ["-o", str(not_a_folder / "o.vcf")], capture_output=True, text=True)
     assert bad.returncode == 3 and "cannot write in" in bad.stderr and "Traceback" not in bad.stderr
     assert sorted(x.name for x in tmp_path.iterdir()) == ["file.txt", "o.vcf.gz", "unsorted.vcf"]
+
+
+@pytest.mark.parametrize("declared", ["all", "some", "none"])
+def test_bgzip_vcf_to_bcf_keeps_every_record_and_declares_their_contigs(tmp_path, declared):
+    """One pass when the header declares the records' contigs, else they are added first: the BCF
+    holds every record in order either way."""
+    from caduceus_cli.io.writers import bgzip_vcf_to_bcf
+
+    head = {"all": "##contig=<ID=chr1>\n##contig=<ID=chr2>\n", "some": "##contig=<ID=chr2>\n", "none": ""}[declared]
+    body = "".join(f"{c}\t{p}\t.\tA\tG\t.\tPASS\t.\n" for c, p in [("chr1", 5), ("chr1", 9), ("chr2", 3), ("chrX", 7)])
+    if declared == "all":
+        head += "##contig=<ID=chrX>\n"
+    text = tmp_path / "in.vcf.gz"
+    with pysam.BGZFile(str(text), "wb") as fh:
+        fh.write(f"##fileformat=VCFv4.2\n{head}#CHROM\tPOS\tID\tREF\tALT\tQUAL\tFILTER\tINFO\n{body}".encode())
+    bcf = tmp_path / "out.bcf"
+    bgzip_vcf_to_bcf(str(text), str(bcf))
+    with pysam.VariantFile(str(bcf)) as got:
+        assert {"chr1", "chr2", "chrX"} <= set(got.header.contigs)
+        assert [(r.chrom, r.pos) for r in got] == [("chr1", 5), ("chr1", 9), ("chr2", 3), ("chrX", 7)]

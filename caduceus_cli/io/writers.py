@@ -177,15 +177,57 @@ def declare_contigs(header: pysam.VariantHeader, contigs: dict[str, int | None])
             header.contigs.add(name, length=length)
 
 
+class _UndeclaredContig(Exception):
+    pass
+
+
 def bgzip_vcf_to_bcf(text: str, dest: str) -> None:
-    """A (bgzip) VCF file -> BCF at ``dest``, declaring the contigs its records use (BCF needs every one)."""
-    with pysam.VariantFile(text) as src:
-        contigs = list(dict.fromkeys(rec.chrom for rec in src))
+    """A (bgzip) VCF file -> BCF at ``dest``, declaring the contigs its records use (BCF needs every one).
+
+    One pass when the header declares every contig the records use (score-vcf's and merge's
+    headers carry the reference's). Else the text is first rewritten with the missing ##contig
+    lines (htslib cannot translate a record whose contig it only met while parsing: it exits
+    the process), and that copy is converted."""
+    try:
+        _copy_to_bcf(text, dest)
+    except _UndeclaredContig:
+        declared_text = dest + ".contigs.vcf.gz"
+        try:
+            _declare_record_contigs(text, declared_text)
+            _copy_to_bcf(declared_text, dest)
+        finally:
+            if os.path.exists(declared_text):
+                os.unlink(declared_text)
+
+
+def _declare_record_contigs(text: str, dest: str) -> None:
+    """A bgzip copy of the VCF ``text`` whose header declares every contig its records use."""
+    header: list[str] = []
+    used: dict[str, None] = {}
+    with gzip.open(text, "rt") as fh:
+        for line in fh:
+            if line.startswith("#"):
+                header.append(line)
+            else:
+                used.setdefault(line.split("\t", 1)[0])
+    prefix = "##contig=<ID="
+    declared = {line[len(prefix) :].split(",")[0].rstrip(">\n") for line in header if line.startswith(prefix)}
+    missing = [f"##contig=<ID={name}>\n" for name in used if name not in declared]
+    with pysam.BGZFile(dest, "wb") as out, gzip.open(text, "rt") as fh:
+        out.write("".join(header[:-1] + missing + header[-1:]).encode())  # the #CHROM line stays last
+        for line in fh:
+            if not line.startswith("#"):
+                out.write(line.encode())
+
+
+def _copy_to_bcf(text: str, dest: str) -> None:
     with pysam.VariantFile(text) as src:
         header = src.header.copy()
-        declare_contigs(header, {name: None for name in contigs})
+        declared = set(header.contigs)
         with pysam.VariantFile(dest, "wb", header=header) as dst:
             for rec in src:
+                if rec.chrom not in declared:
+                    raise _UndeclaredContig(rec.chrom)
                 rec.translate(header)
                 dst.write(rec)
 
