@@ -63,20 +63,29 @@ def pack(
     spans: Iterable[tuple[int, int, bool, bool]], min_spacing: int, indel_spacing: int
 ) -> list[tuple[list[Span], bool]]:
     """Spans (start, end, is an indel's, kept out of the first pass) -> passes (sorted spans, is the first).
-    A span opens the first pass if there is none yet (unless kept out), else tries it (unless kept out), then
-    the other passes in order, then opens one; see the module docstring for the spacing."""
+    A span tries the passes ``pass_order`` gives, then opens one; see the module docstring for the spacing."""
     passes: list[tuple[list[tuple[int, int, bool]], bool]] = []  # (spans, is the first)
     for start, end, indel, out in sorted(set(spans)):
-        has_first = any(first for _, first in passes)
-        if out:
-            tried = [q for q in passes if not q[1]]
-        else:  # the first pass, then the others; none before the first pass exists
-            tried = sorted(passes, key=lambda q: not q[1]) if has_first else []
-        target = next((q for q in tried if _fits(q[0][-1], start, indel, min_spacing, indel_spacing)), None)
+        order, opens_first = pass_order([first for _, first in passes], out)
+        fits = (passes[i] for i in order if _fits(passes[i][0][-1], start, indel, min_spacing, indel_spacing))
+        target = next(fits, None)
         if target is None:
-            passes.append(target := ([], not out and not has_first))
+            passes.append(target := ([], opens_first))
         target[0].append((start, end, indel))
     return [([(s, e) for s, e, _ in q], first) for q, first in passes]
+
+
+def pass_order(firsts: list[bool], kept_out: bool) -> tuple[list[int], bool]:
+    """The rule both pass packers follow (this module's ``pack``, ``pll``'s alternate passes): the
+    passes a span tries, as indices in order, and whether a pass it opens is the first. Kept out of
+    the first pass: the other passes in order; else the first pass, then the others, and none
+    before the first pass exists (the span opens it)."""
+    has_first = any(firsts)
+    if kept_out:
+        return [i for i, first in enumerate(firsts) if not first], False
+    if not has_first:
+        return [], True
+    return sorted(range(len(firsts)), key=lambda i: not firsts[i]), False
 
 
 def _fits(last: tuple[int, int, bool], start: int, indel: bool, min_spacing: int, indel_spacing: int) -> bool:

@@ -52,7 +52,7 @@ import numpy as np
 
 from caduceus_cli.errors import OptionError
 from caduceus_cli.inference.engine import WindowEngine
-from caduceus_cli.inference.passes import Pass, run_passes
+from caduceus_cli.inference.passes import Pass, pass_order, run_passes
 from caduceus_cli.inference.planner import AllelePlan
 
 PLL_FLANK = 3  # bp each side of an indel's changed bases
@@ -248,8 +248,8 @@ class IndelPll:
     ) -> list[tuple[int, int, int] | None]:
         """Alternate passes of one tile's distinct ALTs (in order of position; ``groups``: the sites of each;
         ``kept_out``: whether each may not join the tile's first pass), appended to ``jobs``: per ALT (pass,
-        offset, length) of its shifted span, None where no pass takes it. An ALT opens the first pass if there is
-        none yet (unless kept out), else tries it (unless kept out), then the others in order, then opens one."""
+        offset, length) of its shifted span, None where no pass takes it. An ALT tries the passes
+        ``passes.pass_order`` gives, then opens one."""
         W = len(ref_seq)
 
         def takes(q: _AltPass, a: AllelePlan, sites: set[int]) -> bool:
@@ -265,13 +265,9 @@ class IndelPll:
         passes: list[_AltPass] = []
         chosen: list[_AltPass | None] = []
         for a, sites, out in zip(alleles, groups, kept_out, strict=True):
-            has_first = any(q.first for q in passes)
-            if out:
-                tried = [q for q in passes if not q.first]
-            else:  # the first pass, then the others; none before the first pass exists
-                tried = sorted(passes, key=lambda q: not q.first) if has_first else []
-            q = next((q for q in tried if takes(q, a, sites)), None)
-            if q is None and takes(fresh := _AltPass(first=not out and not has_first), a, sites):
+            order, opens_first = pass_order([q.first for q in passes], out)
+            q = next((passes[i] for i in order if takes(passes[i], a, sites)), None)
+            if q is None and takes(fresh := _AltPass(first=opens_first), a, sites):
                 passes.append(q := fresh)
             chosen.append(q)
             if q is not None:
