@@ -202,19 +202,13 @@ def bgzip_vcf_to_bcf(text: str, dest: str) -> None:
 
 def _declare_record_contigs(text: str, dest: str) -> None:
     """A bgzip copy of the VCF ``text`` whose header declares every contig its records use."""
-    header: list[str] = []
-    used: dict[str, None] = {}
     with gzip.open(text, "rt") as fh:
-        for line in fh:
-            if line.startswith("#"):
-                header.append(line)
-            else:
-                used.setdefault(line.split("\t", 1)[0])
-    prefix = "##contig=<ID="
-    declared = {line[len(prefix) :].split(",")[0].rstrip(">\n") for line in header if line.startswith(prefix)}
-    missing = [f"##contig=<ID={name}>\n" for name in used if name not in declared]
+        used = dict.fromkeys(line.split("\t", 1)[0] for line in fh if not line.startswith("#"))
+    with pysam.VariantFile(text) as src:  # the header alone: no record is parsed
+        header = src.header.copy()
+    declare_contigs(header, dict.fromkeys(used))
     with pysam.BGZFile(dest, "wb") as out, gzip.open(text, "rt") as fh:
-        out.write("".join(header[:-1] + missing + header[-1:]).encode())  # the #CHROM line stays last
+        out.write(str(header).encode())
         for line in fh:
             if not line.startswith("#"):
                 out.write(line.encode())
