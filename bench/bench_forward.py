@@ -3,7 +3,8 @@
 GPU (the issue's four figures; bf16 autocast, random weights):
     python bench/bench_forward.py --device cuda --out bench/results/forward_h100.json
     add --compare to also time, in the same process and on the same model, the previous path
-    (mamba-ssm scan per chunk instead of the token-major NVRTC mixer: ``Backend.mixer_rows = None``)
+    (mamba-ssm scan per chunk and direction instead of the token-major NVRTC BiMamba:
+    ``Backend.bimamba_rows = None``)
 CPU (d_model 128, 4-layer PS at L = 4,096, 2 threads):
     python bench/bench_forward.py --device cpu --threads 2 --out bench/results/forward_cpu.json
     add --compare to also time the previous CPU path on the same model (the literal composition:
@@ -155,7 +156,7 @@ def main() -> None:
         variants = [("current", None)]
         if args.compare and device.type == "cuda":
             base = model.kernels(device)
-            variants.append(("previous", dataclasses.replace(base, mixer_rows=None)))
+            variants.append(("previous", dataclasses.replace(base, bimamba_rows=None)))
         if args.compare and device.type == "cpu":
             base = model.kernels(device)
             variants = [
@@ -184,7 +185,7 @@ def main() -> None:
                     tokens_per_s=tps,
                     peak_gib=peak,
                     backend=k.name,
-                    token_major_mixer=getattr(k, "mixer_rows", None) is not None,
+                    token_major_mixer=k.bimamba_rows is not None,
                     reference_tokens_per_s=ref,
                     speedup_vs_reference=(tps / ref) if ref else None,
                 )

@@ -89,15 +89,16 @@ def test_triton_add_norm_pair_matches_twin(rcps, swap, first, final, dtype):
     C, M = (2 * D, 2 * B) if rcps else (D, B)
     rnd = lambda *s, dt=dtype: torch.randn(*s, device="cuda", generator=g).to(dt)  # noqa: E731
     h = rnd(B, L, C, dt=torch.float32) if first else None
-    o_f, o_r = (None, None) if first else (rnd(M * L, D), rnd(M * L, D))
+    o_f, o_r2 = (None, None) if first else (rnd(M * L, D), rnd(M * L, D))
     res = None if first else rnd(B, L, C, dt=torch.float32)
     w = rnd(D, dt=torch.float32) + 1.0
     kw = dict(batch=B, length=L, swap=swap, rcps=rcps, residual_fp32=True, final=final, out_dtype=dtype)
-    want = addnorm.add_norm_pair(h, o_f, o_r, res, w, 1e-5, **kw)
-    got = addnorm_triton.add_norm_pair(h, o_f, o_r, res, w, 1e-5, **kw)
-    for a, b in zip(got, want, strict=True):
-        assert a.shape == b.shape and a.dtype == b.dtype
-        assert rel(a, b) <= (1e-6 if dtype == torch.float32 else 8e-3)
+    for o_r in (o_r2, None) if not first else (None,):  # None: o_f holds both directions' sum
+        want = addnorm.add_norm_pair(h, o_f, o_r, res, w, 1e-5, **kw)
+        got = addnorm_triton.add_norm_pair(h, o_f, o_r, res, w, 1e-5, **kw)
+        for a, b in zip(got, want, strict=True):
+            assert a.shape == b.shape and a.dtype == b.dtype
+            assert rel(a, b) <= (1e-6 if dtype == torch.float32 else 8e-3)
 
 
 @needs_cuda_kernels
@@ -110,7 +111,7 @@ def test_flip_free_cuda_path_matches_literal_cuda_path(rcps):
     model = perturbed_model(rcps, d_model=64, n_layer=4, seed=7).cuda()
     cuda = get_backend("cuda", "cuda")
     assert cuda.add_norm_pair is not None
-    literal = replace(cuda, add_norm_pair=None)
+    literal = replace(cuda, add_norm_pair=None, bimamba_rows=None)
     ids = random_ids(4, 1000, seed=2).cuda()
     with torch.no_grad():
         a = model.caduceus.backbone(ids, cuda)[0]

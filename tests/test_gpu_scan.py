@@ -4,6 +4,8 @@ twins (``kernels/mixer_ref.py``), and of the whole flip-free forward that uses t
 Run on the device machine: ``pytest -m gpu tests/test_gpu_scan.py``.
 """
 
+import dataclasses
+
 import pytest
 import torch
 
@@ -71,46 +73,92 @@ def test_selective_scan_tm_matches_twin(dtype, n, L, chunk, npoly):
 
 
 @pytest.mark.parametrize("dtype", [torch.float32, torch.bfloat16])
-def test_conv_silu_matches_twin(dtype):
+@pytest.mark.parametrize("n,L,chunk,d", [(3, 77, None, 128), (1, 4096, 256, 128), (5, 300, 32, 128), (2, 300, 64, 96)])
+@pytest.mark.parametrize("mode", ["reverse", "add", "reverse+add in place"])
+def test_selective_scan_tm_reverse_and_add_match_twin(dtype, n, L, chunk, d, mode):
+    """The reverse walk (rows scanned last position first, row order kept) and y + add, single pass
+    and chunked (d 96: blocks of 32 channels); "in place" writes y_f + y_r over y_f, as ``bimamba_rows`` does."""
+    sc = scan_cuda()
+    ns, rk = 16, 8
+    p = random_weights(64, d, ns, rk, seed=n + L)
+    g = torch.Generator(device="cuda").manual_seed(L + 1)
+    u = torch.randn(n * L, d, device="cuda", generator=g).to(dtype)
+    z = torch.randn(n * L, 2 * d, device="cuda", generator=g).to(dtype)[:, d:]
+    xdbl = (0.5 * torch.randn(n * L, rk + 2 * ns, device="cuda", generator=g)).to(dtype)
+    add = torch.randn(n * L, d, device="cuda", generator=g).to(dtype) if "add" in mode else None
+    reverse = "reverse" in mode
+    A = -torch.exp(p.A_log)
+    want = mixer_ref.selective_scan_tm_ref(u, z, xdbl, p.dt_weight, p.dt_bias, A, p.D, L, reverse=reverse, add=add)
+    got = add.clone() if "in place" in mode else torch.full_like(u, float("nan"))
+    sc.selective_scan_tm(
+        u,
+        z,
+        xdbl,
+        p.dt_weight,
+        p.dt_bias,
+        A,
+        p.D,
+        L,
+        chunk=chunk,
+        out=got,
+        reverse=reverse,
+        add=got if "in place" in mode else add,
+    )
+    assert torch.isfinite(got).all()
+    err = rel(got, want)
+    print(f"scan {mode} {dtype} n={n} L={L} chunk={chunk}: rel err {err:.2e}")
+    assert err <= (2e-5 if dtype == torch.float32 else 1e-2)
+
+
+@pytest.mark.parametrize("dtype", [torch.float32, torch.bfloat16])
+@pytest.mark.parametrize("reverse", [False, True])
+def test_conv_silu_matches_twin(dtype, reverse):
     sc = scan_cuda()
     n, L, d = 3, 101, 256
     g = torch.Generator(device="cuda").manual_seed(5)
     xz = torch.randn(n * L, 2 * d, device="cuda", generator=g).to(dtype)
     w, b = torch.randn(d, 4, device="cuda", generator=g), torch.randn(d, device="cuda", generator=g)
-    want = mixer_ref.conv_silu_ref(xz[:, :d], w, b, L)
-    got = sc.conv_silu(xz[:, :d], w, b, L)
+    want = mixer_ref.conv_silu_ref(xz[:, :d], w, b, L, reverse=reverse)
+    got = sc.conv_silu(xz[:, :d], w, b, L, reverse=reverse)
     assert rel(got, want) <= (1e-6 if dtype == torch.float32 else 8e-3)
+
+
+def mixer_pair(d_model, d_inner, seed):
+    """Forward and reverse weights of one BiMamba: own conv / x_proj / dt / A / D, tied in/out projections."""
+    pf = random_weights(d_model, d_inner, seed=seed)
+    pr = random_weights(d_model, d_inner, seed=seed + 1)
+    return pf, dataclasses.replace(pr, in_proj=pf.in_proj, out_proj=pf.out_proj)
 
 
 @pytest.mark.parametrize("dtype", [torch.float32, torch.bfloat16])
 @pytest.mark.parametrize("n,L", [(4, 1024), (1, 20000)])
-def test_mixer_rows_matches_twin(dtype, n, L):
+def test_bimamba_rows_matches_twin(dtype, n, L):
     sc = scan_cuda()
-    p = random_weights(256, 512, seed=L)
+    pf, pr = mixer_pair(256, 512, seed=L)
     rows = torch.randn(n * L, 256, device="cuda").to(dtype)
-    want = mixer_ref.mixer_rows_ref(rows, L, p, torch.empty_like(rows))
-    got = sc.mixer_rows(rows, L, p, torch.full_like(rows, float("nan")))
+    want = mixer_ref.bimamba_rows_ref(rows, L, pf, pr)
+    got = sc.bimamba_rows(rows, L, pf, pr, out=torch.full_like(rows, float("nan")))
     err = rel(got, want)
-    print(f"mixer {dtype} n={n} L={L}: rel err {err:.2e}")
+    print(f"bimamba {dtype} n={n} L={L}: rel err {err:.2e}")
     assert err <= (1e-4 if dtype == torch.float32 else 2e-2)
 
 
-def test_mixer_rows_follows_in_place_weight_updates():
+def test_bimamba_rows_follows_in_place_weight_updates():
     """Nothing derived from the weights (casts, the transposed conv weight, A * log2 e) outlives a
     call: after in-place updates the mixer uses the new weights."""
     sc = scan_cuda()
-    p = random_weights(64, 128, seed=3)
+    pf, pr = mixer_pair(64, 128, seed=3)
     L = 300
     rows = torch.randn(2 * L, 64, device="cuda").to(torch.bfloat16)
-    first = sc.mixer_rows(rows, L, p, torch.empty_like(rows))
+    first = sc.bimamba_rows(rows, L, pf, pr)
     with torch.no_grad():
-        p.A_log.add_(0.5)
-        p.conv_weight.mul_(1.5)
-        p.in_proj.mul_(0.9)
-        p.out_proj.mul_(1.1)
-        p.x_proj.data.mul_(0.8)  # through .data: no version-counter bump
-    got = sc.mixer_rows(rows, L, p, torch.empty_like(rows))
-    want = mixer_ref.mixer_rows_ref(rows, L, p, torch.empty_like(rows))
+        pf.A_log.add_(0.5)
+        pr.conv_weight.mul_(1.5)
+        pf.in_proj.mul_(0.9)
+        pf.out_proj.mul_(1.1)
+        pr.x_proj.data.mul_(0.8)  # through .data: no version-counter bump
+    got = sc.bimamba_rows(rows, L, pf, pr)
+    want = mixer_ref.bimamba_rows_ref(rows, L, pf, pr)
     print(f"after update: rel err {rel(got, want):.2e}, moved {rel(got, first):.2e}")
     assert rel(got, want) <= 2e-2 and rel(got, first) > 5e-2
 
@@ -123,7 +171,7 @@ def test_token_major_forward_matches_torch_backend(rcps):
     scan_cuda()
     model = perturbed_model(rcps, d_model=64, n_layer=4, seed=11).cuda()
     cuda = get_backend("cuda", "cuda") if _has_cuda_backend() else None
-    if cuda is None or cuda.mixer_rows is None:
+    if cuda is None or cuda.bimamba_rows is None:
         pytest.skip("cuda backend without the NVRTC mixer")
     ids = random_ids(3, 2000, seed=9).cuda()
     with torch.no_grad():
@@ -134,6 +182,35 @@ def test_token_major_forward_matches_torch_backend(rcps):
     print(f"forward rcps={rcps}: fp32 {rel(got, want):.2e}, bf16 {rel(got16, want):.2e}")
     assert rel(got, want) <= 1e-4
     assert rel(got16, want) <= 2e-2
+
+
+@pytest.mark.parametrize("rcps", [True, False])
+def test_forward_split_chunks_and_forward_match_literal(rcps):
+    """BiMamba on the GPU rows kernel: forward_split in chunks of rows (output written over X) and
+    whole, and BiMamba.forward (float32, no autocast), against the literal composition."""
+    from dataclasses import replace
+
+    from caduceus_cli.kernels.backend import get_backend
+
+    scan_cuda()
+    if not _has_cuda_backend():
+        pytest.skip("cuda backend unavailable")
+    cuda = get_backend("cuda", "cuda")
+    if cuda.bimamba_rows is None:
+        pytest.skip("cuda backend without the NVRTC mixer")
+    model = perturbed_model(rcps, d_model=64, n_layer=1, seed=5).cuda()
+    backbone = model.caduceus.backbone
+    mixer = backbone._parts(backbone.layers[0])[0]
+    X = torch.randn(5, 333, 64, device="cuda")
+    with torch.no_grad():
+        want = mixer.forward_unfused(X, replace(cuda, bimamba_rows=None)).reshape(5 * 333, 64)
+        whole, none = mixer.forward_split(X.clone(), cuda, max_rows=64)
+        chunked, _ = mixer.forward_split(X.clone(), cuda, max_rows=2)
+        direct = mixer(X, cuda).reshape(want.shape)
+    assert none is None
+    for name, got in (("whole", whole), ("chunked", chunked), ("forward", direct)):
+        print(f"{name}: rel err {rel(got, want):.2e}")
+        assert rel(got, want) <= 1e-5
 
 
 def _has_cuda_backend():

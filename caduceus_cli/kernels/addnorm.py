@@ -57,11 +57,12 @@ def add_norm_pair(
 
     Input: ``h`` (B, L, C) for the first block, else the previous BiMamba's split outputs
     ``o_f``, ``o_r`` (M*L, D) (M = 2B for PS, B for Ph), read as ``o_f + flip_L(o_r)`` (``o_f``
-    alone when ``o_r`` is None: the CPU path returns both directions summed) and,
+    alone when ``o_r`` is None: the rows kernels, ``Backend.bimamba_rows``, return both directions
+    summed) and,
     for PS, re-assembled from the mixer's (forward rows, RC rows) layout into (B, L, 2D).
     Then ``add_norm``. Output: the normed (B, L, C) when ``final``, else the next mixer's
-    input X (2, M, L, D): the PS rows [x1, RC(x2)] (Ph: x) and the same rows flipped along L.
-    Returns (output, new residual).
+    input X (M, L, D): the PS rows [x1, RC(x2)] (Ph: x); the mixers walk them backwards for the
+    reverse direction, so no flipped copy is written. Returns (output, new residual).
     """
     if h is None:
         D = o_f.shape[-1]
@@ -78,7 +79,5 @@ def add_norm_pair(
         return normed, summed
     if rcps:
         d = normed.shape[-1] // 2
-        rows = torch.cat([normed[..., :d], normed[..., d:].flip(1, 2)], dim=0)  # (2B, L, D): x1 and RC(x2)
-    else:
-        rows = normed
-    return torch.stack([rows, rows.flip(1)]), summed  # (2, M, L, D)
+        return torch.cat([normed[..., :d], normed[..., d:].flip(1, 2)], dim=0), summed  # (2B, L, D): x1, RC(x2)
+    return normed, summed  # (B, L, D)

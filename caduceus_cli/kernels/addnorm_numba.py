@@ -3,9 +3,9 @@
 Same function and signature as ``addnorm.add_norm_pair`` (its reference twin, which is also the
 twin of the GPU's Triton kernel): reads the previous BiMamba's outputs through index maps (flip
 along L, the PS RC rows with channels reversed), adds the residual, swaps the PS halves, RMS-norms
-each half and writes the next mixer's input X (2, M, L, D) in both position orders, or the final
-normed (B, L, C). Work items are blocks of tokens over ``prange`` (a thin driver around the
-sequential ``_boundary_tokens``, see ``mixer_numba``); every value is computed by one thread in a
+each half and writes the next mixer's input X (M, L, D), or the final normed (B, L, C). Work
+items are blocks of tokens over ``prange`` (a thin driver around the sequential
+``_boundary_tokens``, see ``mixer_numba``); every value is computed by one thread in a
 fixed order (sums of squares in 16 lanes, then the lanes in order), so results do not depend on the
 thread count, nor on whether numba compiled or loaded the kernel.
 
@@ -72,7 +72,7 @@ if nb is not None:
         """Tokens [lo, hi) (token = b * L + t) of the block boundary.
 
         mode 0: h (B, L, C) is the block input; 1: o_f (M*L, D) holds both directions (o_r unused);
-        2: o_f + flip_L(o_r). residual, res_out (B, L, C); weight (D,); X (2, M, L, D) out unless
+        2: o_f + flip_L(o_r). residual, res_out (B, L, C); weight (D,); X (M, L, D) out unless
         ``final``, else normed_out (B, L, C).
         """
         prefer_512_bit_vectors()
@@ -133,16 +133,14 @@ if nb is not None:
                 for c in range(C):
                     no[c] = tmp[c]
                 continue
-            # X[0]: rows (PS: x1 rows, then RC(x2) rows), X[1]: the same rows flipped along L
-            x0, x1 = X[0, b, t], X[1, b, length - 1 - t]
+            # X: rows (PS: x1 rows, then RC(x2) rows)
+            x0 = X[b, t]
             for c in range(D):
                 x0[c] = tmp[c]
-                x1[c] = tmp[c]
             if rcps:
-                x0, x1 = X[0, batch + b, length - 1 - t], X[1, batch + b, t]
+                x0 = X[batch + b, length - 1 - t]
                 for c in range(D):
                     x0[c] = tmp[C - 1 - c]
-                    x1[c] = tmp[C - 1 - c]
 
 
 if nb is not None:
@@ -202,8 +200,8 @@ def add_norm_pair_cpu(
 ) -> tuple[torch.Tensor, torch.Tensor]:
     """``addnorm.add_norm_pair`` in one numba pass for CPU float32 inference (else the twin itself).
 
-    ``o_r`` may be None when ``o_f`` already holds both directions' sum (``BiMamba.forward_split``'s
-    CPU path); the twin accepts the same.
+    ``o_r`` may be None when ``o_f`` already holds both directions' sum (``BiMamba.forward_split``
+    through ``Backend.bimamba_rows``); the twin accepts the same.
     """
     kw = dict(
         batch=batch,
@@ -229,10 +227,10 @@ def add_norm_pair_cpu(
     res_out = fresh((batch, length, C))  # (B, L, C)
     if final:
         normed = fresh((batch, length, C))
-        X = torch.empty(2, 1, 1, D)
+        X = torch.empty(1, 1, D)
     else:
         normed = torch.empty(1, 1, C)
-        X = fresh((2, M, length, D))
+        X = fresh((M, length, D))
     _boundary_kernel(
         mode,
         hn,

@@ -3,7 +3,7 @@
 One program per (batch, position) row does, in one pass: read the previous mixer's
 outputs through the flip/RC index maps (no flipped or concatenated copies), add the
 residual, swap the PS halves, RMSNorm each half in float32, and write the residual and
-the next mixer's input in both position orders (or the final normed output).
+the next mixer's input rows (or the final normed output).
 """
 
 from __future__ import annotations
@@ -43,6 +43,7 @@ def _kernel():
         eps,
         RCPS: tl.constexpr,
         PAIR: tl.constexpr,
+        HAS_OR: tl.constexpr,
         HAS_RES: tl.constexpr,
         SWAP: tl.constexpr,
         FINAL: tl.constexpr,
@@ -56,15 +57,15 @@ def _kernel():
         mask = j < D
         jr = D - 1 - j
         C = 2 * D if RCPS else D
-        if PAIR:  # h = o_f + flip_L(o_r); PS second half from the RC rows, channels reversed
-            h1 = tl.load(of_ptr + (b * L + pos) * D + j, mask=mask, other=0.0).to(tl.float32) + tl.load(
-                or_ptr + (b * L + pos_r) * D + j, mask=mask, other=0.0
-            ).to(tl.float32)
+        if PAIR:  # h = o_f (+ flip_L(o_r)); PS second half from the RC rows, channels reversed
+            h1 = tl.load(of_ptr + (b * L + pos) * D + j, mask=mask, other=0.0).to(tl.float32)
+            if HAS_OR:
+                h1 += tl.load(or_ptr + (b * L + pos_r) * D + j, mask=mask, other=0.0).to(tl.float32)
             if RCPS:
                 bb = B + b
-                h2 = tl.load(of_ptr + (bb * L + pos_r) * D + jr, mask=mask, other=0.0).to(tl.float32) + tl.load(
-                    or_ptr + (bb * L + pos) * D + jr, mask=mask, other=0.0
-                ).to(tl.float32)
+                h2 = tl.load(of_ptr + (bb * L + pos_r) * D + jr, mask=mask, other=0.0).to(tl.float32)
+                if HAS_OR:
+                    h2 += tl.load(or_ptr + (bb * L + pos) * D + jr, mask=mask, other=0.0).to(tl.float32)
         else:
             h1 = tl.load(h_ptr + row * C + j, mask=mask, other=0.0).to(tl.float32)
             if RCPS:
@@ -94,14 +95,9 @@ def _kernel():
             if RCPS:
                 tl.store(out_ptr + row * C + D + j, n2.to(odt), mask=mask)
         else:
-            M = 2 * B if RCPS else B
-            half = M * L * D  # X[1] starts here
-            tl.store(out_ptr + (b * L + pos) * D + j, n1.to(odt), mask=mask)  # X[0, b, l]
-            tl.store(out_ptr + half + (b * L + pos_r) * D + j, n1.to(odt), mask=mask)  # X[1, b, L-1-l]
+            tl.store(out_ptr + (b * L + pos) * D + j, n1.to(odt), mask=mask)  # X[b, l]
             if RCPS:
-                bb = B + b
-                tl.store(out_ptr + (bb * L + pos_r) * D + jr, n2.to(odt), mask=mask)  # X[0, B+b, L-1-l, D-1-j]
-                tl.store(out_ptr + half + (bb * L + pos) * D + jr, n2.to(odt), mask=mask)  # X[1, B+b, l, D-1-j]
+                tl.store(out_ptr + ((B + b) * L + pos_r) * D + jr, n2.to(odt), mask=mask)  # X[B+b, L-1-l, D-1-j]
 
     return add_norm_pair_kernel
 
@@ -141,7 +137,7 @@ def add_norm_pair(
     out = (
         torch.empty(batch, length, C, device=ref.device, dtype=out_dtype)
         if final
-        else torch.empty(2, M, length, D, device=ref.device, dtype=out_dtype)
+        else torch.empty(M, length, D, device=ref.device, dtype=out_dtype)
     )
     dummy = res_out
     h_in = h.contiguous() if h is not None else dummy
@@ -163,6 +159,7 @@ def add_norm_pair(
         eps,
         RCPS=rcps,
         PAIR=h is None,
+        HAS_OR=o_r is not None,
         HAS_RES=residual is not None,
         SWAP=swap,
         FINAL=final,

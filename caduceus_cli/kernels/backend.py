@@ -4,7 +4,8 @@
 reference twin of every fast path. On the CPU with numba it adds the inference kernels
 (``mixer_numba.bimamba_rows``, ``addnorm_numba.add_norm_pair_cpu``: the flip-free backbone);
 the same backend on a GPU keeps the literal composition. ``cuda``: mamba-ssm's selective-scan kernel plus
-causal-conv1d's conv when installed. ``auto``: ``cuda`` on a GPU with the kernels,
+causal-conv1d's conv when installed, and for inference the Triton block boundary and the NVRTC
+BiMamba mixer (``addnorm_triton.add_norm_pair``, ``scan_cuda.bimamba_rows``). ``auto``: ``cuda`` on a GPU with the kernels,
 else ``torch``. The choice is logged once per (name, device type).
 """
 
@@ -38,12 +39,12 @@ class Backend:
     detail: str = ""
     # block boundary of the flip-free path (kernels/addnorm.py); None: the literal composition
     add_norm_pair: Callable[..., tuple[torch.Tensor, torch.Tensor]] | None = None
-    # one Mamba direction on token-major rows (kernels/scan_cuda.mixer_rows; twin: mixer_ref.mixer_rows_ref),
-    # used by the flip-free path (BiMamba.forward_split); None: the mamba-ssm scan per chunk
-    mixer_rows: Callable[..., torch.Tensor] | None = None
-    # both directions of a BiMamba ("add") on token-major CPU rows (kernels/mixer_numba.bimamba_rows;
-    # twin: mixer_ref.bimamba_rows_ref), used by BiMamba.forward for CPU inference; None: per direction
+    # both directions of a BiMamba ("add") on token-major rows, summed, out_proj applied
+    # (kernels/mixer_numba.bimamba_rows on the CPU, kernels/scan_cuda.bimamba_rows on a GPU; twin:
+    # mixer_ref.bimamba_rows_ref), used for inference by BiMamba.forward / forward_split where
+    # bimamba_rows_supports(d_inner, dtype, device) says so; None: per direction, the literal flips
     bimamba_rows: Callable[..., torch.Tensor] | None = None
+    bimamba_rows_supports: Callable[[int, torch.dtype, torch.device], bool] = lambda d_inner, dtype, device: False
 
 
 @functools.cache
@@ -130,21 +131,30 @@ def _build(name: str, device_type: str = "cpu") -> Backend:
 
         pair = addnorm_triton.add_norm_pair if addnorm_triton.triton_available() else None
         detail += " + Triton add/norm" if pair else " (no Triton: eager add/norm)"
-        mixer = None
+        rows: dict = {}
         if pair is not None and os.environ.get("CADUCEUS_FUSED_SCAN", "1") != "0":
             from caduceus_cli.kernels import scan_cuda
 
             why = scan_cuda.available()
-            mixer = scan_cuda.mixer_rows if not why else None
-            detail += " + token-major NVRTC scan for inference" if mixer else f" (no NVRTC scan: {why})"
-        return Backend("cuda", _cuda_scan(scan), conv_fn, detail, pair, mixer)
+            if not why:
+                rows = dict(bimamba_rows=scan_cuda.bimamba_rows, bimamba_rows_supports=scan_cuda.rows_supported)
+            detail += " + token-major NVRTC BiMamba for inference" if rows else f" (no NVRTC scan: {why})"
+        return Backend("cuda", _cuda_scan(scan), conv_fn, detail, pair, **rows)
     if not numba_available() or device_type != "cpu":  # on a GPU: the literal composition, as before
         return Backend("torch", scan_cpu, causal_conv1d_ref, "chunked PyTorch scan")
     from caduceus_cli.kernels.addnorm_numba import add_norm_pair_cpu
-    from caduceus_cli.kernels.mixer_numba import bimamba_rows
+    from caduceus_cli.kernels.mixer_numba import bimamba_rows, supported
 
     detail = "numba BiMamba mixer + block boundary for CPU inference, chunked PyTorch scan otherwise"
-    return Backend("torch", scan_cpu, causal_conv1d_ref, detail, add_norm_pair_cpu, bimamba_rows=bimamba_rows)
+    return Backend(
+        "torch",
+        scan_cpu,
+        causal_conv1d_ref,
+        detail,
+        add_norm_pair_cpu,
+        bimamba_rows=bimamba_rows,
+        bimamba_rows_supports=supported,
+    )
 
 
 _logged: set[tuple[str, str]] = set()

@@ -43,8 +43,14 @@ def selective_scan_tm_ref(
     A: torch.Tensor,
     D: torch.Tensor,
     length: int,
+    reverse: bool = False,
+    add: torch.Tensor | None = None,
 ) -> torch.Tensor:
-    """Twin of ``scan_cuda.selective_scan_tm``: float32 maths, result in u's dtype, (n*L, d)."""
+    """Twin of ``scan_cuda.selective_scan_tm``: float32 maths, result in u's dtype, (n*L, d).
+
+    ``reverse``: rows scanned backwards (flipped, scanned, flipped back); ``add``: y + add before rounding."""
+    if reverse:
+        u, z, xdbl = (_flip_rows(t, length) for t in (u, z, xdbl))
     rk, ns = dt_weight.shape[1], A.shape[1]
     xf = xdbl.float()
     dt_low, B, C = torch.split(xf, [rk, ns, ns], dim=-1)
@@ -60,21 +66,23 @@ def selective_scan_tm_ref(
         delta_bias=dt_bias.float(),
         delta_softplus=True,
     )  # (n, d, L)
-    return y.transpose(1, 2).reshape(u.shape).to(u.dtype)
+    y = y.transpose(1, 2).reshape(u.shape)  # (n*L, d) float32
+    if reverse:
+        y = _flip_rows(y, length)
+    return (y if add is None else y + add.float()).to(u.dtype)
 
 
-def conv_silu_ref(x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor, length: int) -> torch.Tensor:
-    """Twin of ``scan_cuda.conv_silu``: x (n*L, d) -> silu(causal conv + bias) (n*L, d)."""
+def conv_silu_ref(
+    x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor, length: int, reverse: bool = False
+) -> torch.Tensor:
+    """Twin of ``scan_cuda.conv_silu``: x (n*L, d) -> silu(causal conv + bias) (n*L, d) (``reverse``: of the
+    rows read backwards, returned in row order)."""
+    if reverse:
+        return _flip_rows(conv_silu_ref(_flip_rows(x, length), weight, bias, length), length)
     u = causal_conv1d_ref(
         _channels_first(x.float(), length), weight.float().reshape(x.shape[1], -1), bias.float(), "silu"
     )
     return u.transpose(1, 2).reshape(x.shape).to(x.dtype)
-
-
-def mixer_rows_ref(rows: torch.Tensor, length: int, p: MixerWeights, out: torch.Tensor) -> torch.Tensor:
-    """Twin of ``scan_cuda.mixer_rows``: one Mamba direction, rows (n*L, D) -> out (n*L, D)."""
-    out.copy_(mixer_y_ref(rows, length, p) @ p.out_proj.to(rows.dtype).t())
-    return out
 
 
 def mixer_y_ref(rows: torch.Tensor, length: int, p: MixerWeights) -> torch.Tensor:
@@ -94,6 +102,9 @@ def _flip_rows(t: torch.Tensor, length: int) -> torch.Tensor:
 
 
 def bimamba_rows_ref(rows: torch.Tensor, length: int, pf: MixerWeights, pr: MixerWeights) -> torch.Tensor:
-    """Twin of ``mixer_numba.bimamba_rows``: rows (n*L, D) -> out_proj(y_fwd + flip(y_rev(flip(rows)))) (n*L, D)."""
+    """Twin of ``mixer_numba.bimamba_rows`` and ``scan_cuda.bimamba_rows``:
+    rows (n*L, D) -> out_proj(y_fwd + flip(y_rev(flip(rows)))) (n*L, D), the literal flips.
+    In bf16 it rounds y_rev before the sum (the CUDA kernel adds it to y_fwd in float32 and rounds
+    once): the same function within bf16 rounding, not bit for bit."""
     y = mixer_y_ref(rows, length, pf) + _flip_rows(mixer_y_ref(_flip_rows(rows, length), length, pr), length)
-    return y @ pf.out_proj.t()
+    return y @ pf.out_proj.to(rows.dtype).t()

@@ -2,17 +2,19 @@
 
 Reference twin: ``caduceus_cli.kernels.mixer_ref`` (plain PyTorch, same function).
 
-One direction of one BiMamba block on ``n`` rows of ``L`` tokens, all tensors token-major
-(``(n*L, channels)``, channels contiguous), so that every step of the scan reads one
-contiguous vector of channels:
+Both directions of one BiMamba block ("add", in/out projections tied) on ``n`` rows of ``L``
+tokens, all tensors token-major (``(n*L, channels)``, channels contiguous), so that every step of
+the scan reads one contiguous vector of channels (``bimamba_rows``):
 
-    x = rows @ W_x^T, z = rows @ W_z^T                          (cuBLAS)
-    u = silu(causal_depthwise_conv(x) + conv_bias)              (``conv_silu``)
-    xdbl = u @ W_xproj^T = [dt_low | B | C]                     (cuBLAS, 48 columns at d_model 256)
-    y = scan(u, z, xdbl): delta = softplus(W_dt dt_low + dt_bias) computed per step in registers,
-        h_t = exp(delta A) h_{t-1} + delta u B_t,  y_t = (C_t . h_t + D u_t) * silu(z_t)
-                                                                (``scan_full`` / ``scan_state`` / ``scan_combine``)
-    out = y @ W_out^T                                           (cuBLAS, written into the caller's rows)
+    x | z = rows @ W_in^T                                       (cuBLAS, once for both directions)
+    per direction (the reverse one walks each row backwards, everything stays in row order):
+      u = silu(causal_depthwise_conv(x) + conv_bias)            (``conv_silu``)
+      xdbl = u @ W_xproj^T = [dt_low | B | C]                   (cuBLAS, 48 columns at d_model 256)
+      y = scan(u, z, xdbl): delta = softplus(W_dt dt_low + dt_bias) computed per step in registers,
+          h_t = exp(delta A) h_{t-1} + delta u B_t,  y_t = (C_t . h_t + D u_t) * silu(z_t)
+                                                                (``scan_full`` / ``scan_state`` / ``scan_combine``;
+                                                                 the reverse direction's ``scan_full`` adds y_f)
+    out = (y_f + y_r) @ W_out^T                                 (cuBLAS, once, into the caller's rows)
 
 The scan keeps the 16 states of one channel in one thread's registers; a block of CH threads
 covers CH channels of one sequence and one chunk of positions, and stages TT positions at a
@@ -94,6 +96,8 @@ __device__ __forceinline__ void cp_wait1() { asm volatile("cp.async.wait_group 1
 
 _CONV_SOURCE = r"""
 // u = silu(conv(x) + b): x (n*L, d) with row stride ldx; u (n*L, d) dense; wt (DC, d) (transposed);
+// REV: the conv of the row read backwards (position p of the walk is row position L-1-p; u is stored
+// at the same row positions, so the reverse direction needs no flipped copy of x or u);
 // one thread per (4 channels, TOK consecutive positions of one row): the DC-1 previous inputs slide
 // in registers, weights and bias load once as coalesced 16-byte vectors; 8-byte (bf16) or 16-byte
 // (float32) loads and stores.
@@ -131,11 +135,12 @@ extern "C" __global__ void __launch_bounds__(128, 8) conv_silu(const st_t* __res
     }
     const st_t* xrow = x + row * L * (long long)ldx + c0;
     st_t* urow = u + row * L * (long long)d + c0;
+    auto at = [&](int p) { return (long long)(REV ? L - 1 - p : p); };  // walk position -> row position
 #pragma unroll
     for (int k = 0; k < DC - 1; ++k) {               // positions p0 - (DC-1) + k
         const int p = p0 - (DC - 1) + k;
         cvec_t raw = cvec_t{};
-        if (p >= 0) raw = *reinterpret_cast<const cvec_t*>(xrow + p * (long long)ldx);
+        if (p >= 0) raw = *reinterpret_cast<const cvec_t*>(xrow + at(p) * ldx);
         const st_t* v = reinterpret_cast<const st_t*>(&raw);
 #pragma unroll
         for (int j = 0; j < CV; ++j) win[k][j] = tof(v[j]);
@@ -143,7 +148,7 @@ extern "C" __global__ void __launch_bounds__(128, 8) conv_silu(const st_t* __res
     if (p0 + TOK <= L) {                             // whole block of positions: every load issued first
         cvec_t raw[TOK];
 #pragma unroll
-        for (int s = 0; s < TOK; ++s) raw[s] = *reinterpret_cast<const cvec_t*>(xrow + (p0 + s) * (long long)ldx);
+        for (int s = 0; s < TOK; ++s) raw[s] = *reinterpret_cast<const cvec_t*>(xrow + at(p0 + s) * ldx);
 #pragma unroll
         for (int s = 0; s < TOK; ++s) {
             const st_t* v = reinterpret_cast<const st_t*>(&raw[s]);
@@ -158,7 +163,7 @@ extern "C" __global__ void __launch_bounds__(128, 8) conv_silu(const st_t* __res
                 for (int k = 0; k < DC; ++k) a = fmaf(w[k][j], win[k][j], a);
                 o[j] = fromf(silu(a));
             }
-            *reinterpret_cast<cvec_t*>(urow + (p0 + s) * (long long)d) = outv;
+            *reinterpret_cast<cvec_t*>(urow + at(p0 + s) * d) = outv;
 #pragma unroll
             for (int k = 0; k < DC - 1; ++k)
 #pragma unroll
@@ -167,7 +172,7 @@ extern "C" __global__ void __launch_bounds__(128, 8) conv_silu(const st_t* __res
         return;
     }
     for (int p = p0; p < L; ++p) {                   // the row's last, partial block
-        const cvec_t raw = *reinterpret_cast<const cvec_t*>(xrow + p * (long long)ldx);
+        const cvec_t raw = *reinterpret_cast<const cvec_t*>(xrow + at(p) * ldx);
         const st_t* v = reinterpret_cast<const st_t*>(&raw);
 #pragma unroll
         for (int j = 0; j < CV; ++j) win[DC - 1][j] = tof(v[j]);
@@ -180,7 +185,7 @@ extern "C" __global__ void __launch_bounds__(128, 8) conv_silu(const st_t* __res
             for (int k = 0; k < DC; ++k) a = fmaf(w[k][j], win[k][j], a);
             o[j] = fromf(silu(a));
         }
-        *reinterpret_cast<cvec_t*>(urow + p * (long long)d) = outv;
+        *reinterpret_cast<cvec_t*>(urow + at(p) * d) = outv;
 #pragma unroll
         for (int k = 0; k < DC - 1; ++k)
 #pragma unroll
@@ -195,14 +200,17 @@ constexpr int kUnroll = UNR;
 
 // One chunk of one sequence for CH channels. FULL: start from hbuf (chunk > 0) and write y;
 // else: start from zero, write the end state to hbuf[b, k] and sum(delta) to Sbuf[b, k].
-template <bool FULL>
+// ADD: y = scan output + ya (ya may be y itself). rev: the row is walked backwards (step q reads and
+// writes row position L-1-q; chunks and states follow the walk), all tensors stay in row order.
+template <bool FULL, bool ADD>
 __device__ __forceinline__ void scan_chunk(
-    const st_t* u, const st_t* __restrict__ z, const st_t* __restrict__ xd, st_t* y,
+    const st_t* u, const st_t* __restrict__ z, const st_t* __restrict__ xd, st_t* y, const st_t* ya,
     const float* __restrict__ Wdt, const float* __restrict__ dtb, const float* __restrict__ A2,
     const float* __restrict__ Dp, float* __restrict__ hbuf, float* __restrict__ Sbuf,
-    int L, int d, int chunk, int K, int ldz) {
+    int L, int d, int chunk, int K, int ldz, int rev) {
     __shared__ __align__(16) st_t us[2][TT][CH];
     __shared__ __align__(16) st_t zs[FULL ? 2 : 1][FULL ? TT : 1][CH];
+    __shared__ __align__(16) st_t as[ADD ? 2 : 1][ADD ? TT : 1][CH];
     __shared__ __align__(16) float xs[2][TT][XW];
 
     const int tid = threadIdx.x;
@@ -213,6 +221,7 @@ __device__ __forceinline__ void scan_chunk(
     const int t0 = k * chunk;
     const int t1 = min(L, t0 + chunk);
     const long long row0 = (long long)b * L;
+    auto at = [&](int q) { return row0 + (rev ? L - 1 - q : q); };  // walk position -> token index
     const int ntiles = (t1 - t0 + TT - 1) / TT;
 
     float w[RK], a2[NS], h[NS];
@@ -242,8 +251,10 @@ __device__ __forceinline__ void scan_chunk(
         for (int v = tid; v < TT * VPR; v += CH) {
             const int r = v / VPR, c = (v - r * VPR) * VEC;
             if (r < rows) {
-                cp_async16(&us[buf][r][c], u + (row0 + tb + r) * (long long)d + c0 + c);
-                if (FULL) cp_async16(&zs[FULL ? buf : 0][FULL ? r : 0][c], z + (row0 + tb + r) * (long long)ldz + c0 + c);
+                const long long tok = at(tb + r);
+                cp_async16(&us[buf][r][c], u + tok * d + c0 + c);
+                if (FULL) cp_async16(&zs[FULL ? buf : 0][FULL ? r : 0][c], z + tok * ldz + c0 + c);
+                if (ADD) cp_async16(&as[ADD ? buf : 0][ADD ? r : 0][c], ya + tok * d + c0 + c);
             }
         }
         cp_commit();
@@ -255,7 +266,7 @@ __device__ __forceinline__ void scan_chunk(
         for (int j = 0; j < XPT; ++j) {
             const int e = tid + j * CH;
             const int r = e / XW, c = e - r * XW;
-            xreg[j] = (e < TT * XW && r < rows) ? xd[(row0 + tb + r) * (long long)XW + c] : (st_t)0;
+            xreg[j] = (e < TT * XW && r < rows) ? xd[at(tb + r) * XW + c] : (st_t)0;
         }
     };
     auto store_x = [&](int buf) {
@@ -296,7 +307,8 @@ __device__ __forceinline__ void scan_chunk(
             if (FULL) {
                 const float zz = tof(zs[FULL ? cur : 0][FULL ? t : 0][tid]);
                 const float yv = fmaf(uu, Dv, (acc[0] + acc[1]) + (acc[2] + acc[3]));
-                us[cur][t][tid] = fromf(yv * silu(zz));   // y over u, in place
+                const float g = silu(zz);
+                us[cur][t][tid] = fromf(ADD ? fmaf(yv, g, tof(as[ADD ? cur : 0][ADD ? t : 0][tid])) : yv * g);  // y over u
             } else {
                 S += delta;
             }
@@ -306,7 +318,7 @@ __device__ __forceinline__ void scan_chunk(
             for (int v = tid; v < TT * VPR; v += CH) {
                 const int r = v / VPR, c = (v - r * VPR) * VEC;
                 if (r < rows)
-                    *reinterpret_cast<uint4*>(y + (row0 + t0 + it * TT + r) * (long long)d + c0 + c) =
+                    *reinterpret_cast<uint4*>(y + at(t0 + it * TT + r) * d + c0 + c) =
                         *reinterpret_cast<const uint4*>(&us[cur][r][c]);
             }
         }
@@ -320,19 +332,20 @@ __device__ __forceinline__ void scan_chunk(
     }
 }
 
+// WITH_ADD (a define: the y_f tiles take shared memory only in the modules that add): y = scan + ya
 extern "C" __global__ void __launch_bounds__(CH, MINB) scan_full(
-    const st_t* u, const st_t* __restrict__ z, const st_t* __restrict__ xd, st_t* y,
+    const st_t* u, const st_t* __restrict__ z, const st_t* __restrict__ xd, st_t* y, const st_t* ya,
     const float* __restrict__ Wdt, const float* __restrict__ dtb, const float* __restrict__ A2,
     const float* __restrict__ Dp, float* __restrict__ hbuf, float* __restrict__ Sbuf,
-    int L, int d, int chunk, int K, int ldz) {
-    scan_chunk<true>(u, z, xd, y, Wdt, dtb, A2, Dp, hbuf, Sbuf, L, d, chunk, K, ldz);
+    int L, int d, int chunk, int K, int ldz, int rev) {
+    scan_chunk<true, (bool)WITH_ADD>(u, z, xd, y, ya, Wdt, dtb, A2, Dp, hbuf, Sbuf, L, d, chunk, K, ldz, rev);
 }
 
 extern "C" __global__ void __launch_bounds__(CH, MINB) scan_state(
     const st_t* u, const st_t* __restrict__ xd,
     const float* __restrict__ Wdt, const float* __restrict__ dtb, const float* __restrict__ A2,
-    float* __restrict__ hbuf, float* __restrict__ Sbuf, int L, int d, int chunk, int K) {
-    scan_chunk<false>(u, u, xd, nullptr, Wdt, dtb, A2, nullptr, hbuf, Sbuf, L, d, chunk, K, d);
+    float* __restrict__ hbuf, float* __restrict__ Sbuf, int L, int d, int chunk, int K, int rev) {
+    scan_chunk<false, false>(u, u, xd, nullptr, nullptr, Wdt, dtb, A2, nullptr, hbuf, Sbuf, L, d, chunk, K, d, rev);
 }
 
 // hbuf[b, k] (end state of chunk k from zero) -> the true state at the end of chunk k, k < K-1.
@@ -369,10 +382,10 @@ extern "C" __global__ void scan_combine(float* __restrict__ hbuf, const float* _
 
 CONV_CHANNELS = 4  # channels per thread of conv_silu (CV in the source)
 CONV_TOK = 8  # positions per thread of conv_silu (TOK in the source)
-TT_BF16, TT_F32 = (
-    int(os.environ.get("CADUCEUS_SCAN_TILE", "16")),
-    16,
-)  # positions per shared-memory tile (bf16 / float32 storage)
+# positions per shared-memory tile (bf16 / float32 storage)
+TT_BF16, TT_F32 = int(os.environ.get("CADUCEUS_SCAN_TILE", "16")), 16
+# with ``add`` at most (bf16, float32): double-buffered u, z and y_f tiles within 48 KiB of static shared memory
+TT_ADD_MAX = {torch.bfloat16: 16, torch.float32: 8}
 DEFAULT_NPOLY = int(os.environ.get("CADUCEUS_SCAN_NPOLY", "0"))  # measured: bench/results/scan_fused_h100.json
 DEFAULT_UNROLL = int(os.environ.get("CADUCEUS_SCAN_UNROLL", "1"))
 DEFAULT_MIN_BLOCKS = int(os.environ.get("CADUCEUS_SCAN_MINB", "4"))  # __launch_bounds__ minimum blocks per SM (bf16)
@@ -393,7 +406,7 @@ def available() -> str:
         return "ROCm build"
     try:
         _cuda_kernel_api()
-        nvrtc_module(_CONV_SOURCE, (("IS_BF16", 1), ("DC", 4)), ("conv_silu",), torch.cuda.current_device())
+        nvrtc_module(_CONV_SOURCE, (("IS_BF16", 1), ("DC", 4), ("REV", 0)), ("conv_silu",), torch.cuda.current_device())
     except Exception as exc:  # no NVRTC in this torch build, or it cannot compile here
         return f"NVRTC kernels unavailable ({type(exc).__name__}: {str(exc)[:200]})"
     return ""
@@ -424,14 +437,23 @@ def supports(d_inner: int, dtype: torch.dtype) -> bool:
     return d_inner % 32 == 0 and dtype in (torch.bfloat16, torch.float32)
 
 
+def rows_supported(d_inner: int, dtype: torch.dtype, device: torch.device) -> bool:
+    """Whether ``bimamba_rows`` runs this case (``Backend.bimamba_rows_supports``)."""
+    return device.type == "cuda" and supports(d_inner, dtype)
+
+
 def cdiv(a: int, b: int) -> int:
     return -(-a // b)
 
 
-def conv_silu(x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor, length: int) -> torch.Tensor:
+def conv_silu(
+    x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor, length: int, reverse: bool = False
+) -> torch.Tensor:
     """u = silu(causal depthwise conv(x) + bias), rows of ``length`` tokens: x (n*L, d) token-major -> (n*L, d).
 
     ``weight`` (d, d_conv); x may be a column slice (row stride >= d, 16-byte aligned rows).
+    ``reverse``: the conv of each row read backwards (causal in the reversed order), stored in row
+    order: ``flip_L(conv_silu(flip_L(x)))`` without the two flipped copies.
     """
     ntok, d = x.shape
     vec = CONV_CHANNELS
@@ -440,7 +462,7 @@ def conv_silu(x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor, length:
     assert d % 4 == 0
     k = nvrtc_module(
         _CONV_SOURCE,
-        (("IS_BF16", int(x.dtype == torch.bfloat16)), ("DC", weight.shape[-1])),
+        (("IS_BF16", int(x.dtype == torch.bfloat16)), ("DC", weight.shape[-1]), ("REV", int(reverse))),
         ("conv_silu",),
         device_index(x),
     )
@@ -489,12 +511,16 @@ def selective_scan_tm(
     unroll: int | None = None,
     tile: int | None = None,
     min_blocks: int | None = None,
+    reverse: bool = False,
+    add: torch.Tensor | None = None,
 ) -> torch.Tensor:
     """Selective scan on token-major tensors (twin: ``mixer_ref.selective_scan_tm_ref``).
 
     u (n*L, d) dense, z (n*L, d) (row stride may exceed d), xdbl (n*L, R + 2N) = [dt_low | B | C];
     delta = softplus(dt_low @ dt_weight^T + dt_bias); A (d, N); y = (C.h + D*u) * silu(z) -> (n*L, d).
     ``out`` may be ``u`` (y written over u). ``chunk``: positions per chunk (default from ``pick_chunk``).
+    ``reverse``: each row is scanned from its last position to its first (all tensors in row order:
+    ``flip_L(scan(flip_L(...)))``). ``add`` (n*L, d), may be ``out``: y + add, rounded once.
     """
     ntok, d = u.shape
     ns, rk = A.shape[1], dt_weight.shape[1]
@@ -503,8 +529,11 @@ def selective_scan_tm(
     assert ntok == n * length and u.is_contiguous() and z.stride(1) == 1 and xdbl.is_contiguous()
     assert xdbl.shape[1] == rk + 2 * ns and u.dtype == z.dtype == xdbl.dtype and supports(d, u.dtype)
     assert z.data_ptr() % 16 == 0 and (z.stride(0) * esz) % 16 == 0 and u.data_ptr() % 16 == 0
+    assert add is None or (add.shape == u.shape and add.dtype == u.dtype and add.is_contiguous())
+    assert add is None or add.data_ptr() % 16 == 0
     ch = _block_channels(d)
     tt = tile or (TT_BF16 if u.dtype == torch.bfloat16 else TT_F32)
+    tt = tt if add is None else min(tt, TT_ADD_MAX[u.dtype])
     minb = min_blocks or (DEFAULT_MIN_BLOCKS if u.dtype == torch.bfloat16 else 1)
     npoly = min(ns, DEFAULT_NPOLY if npoly is None else npoly)
     k = nvrtc_module(
@@ -518,6 +547,7 @@ def selective_scan_tm(
             ("NPOLY", npoly),
             ("UNR", unroll or DEFAULT_UNROLL),
             ("MINB", minb),
+            ("WITH_ADD", int(add is not None)),
         ),
         ("scan_full", "scan_state", "scan_combine"),
         device_index(u),
@@ -535,7 +565,9 @@ def selective_scan_tm(
         hbuf = torch.empty(n, K, d, ns, device=u.device, dtype=torch.float32)
         Sbuf = torch.empty(n, K, d, device=u.device, dtype=torch.float32)
         k["scan_state"](
-            grid=(d // ch, K - 1, n), block=(ch, 1, 1), args=[u, xdbl, Wdt, dtb, A2, hbuf, Sbuf, length, d, chunk, K]
+            grid=(d // ch, K - 1, n),
+            block=(ch, 1, 1),
+            args=[u, xdbl, Wdt, dtb, A2, hbuf, Sbuf, length, d, chunk, K, int(reverse)],
         )
         k["scan_combine"](grid=(cdiv(n * d * ns, 256), 1, 1), block=(256, 1, 1), args=[hbuf, Sbuf, A2, n, d, K])
     else:
@@ -543,26 +575,36 @@ def selective_scan_tm(
     k["scan_full"](
         grid=(d // ch, K, n),
         block=(ch, 1, 1),
-        args=[u, z, xdbl, y, Wdt, dtb, A2, Dp, hbuf, Sbuf, length, d, chunk, K, z.stride(0)],
+        args=[u, z, xdbl, y, y if add is None else add, Wdt, dtb, A2, Dp, hbuf, Sbuf]
+        + [length, d, chunk, K, z.stride(0), int(reverse)],
     )
     return y
 
 
-def mixer_rows(rows: torch.Tensor, length: int, p, out: torch.Tensor) -> torch.Tensor:
-    """One Mamba direction on token-major rows: rows (n*L, D) -> out (n*L, D), written in place.
+def bimamba_rows(rows: torch.Tensor, length: int, pf, pr, out: torch.Tensor | None = None) -> torch.Tensor:
+    """Both directions of a BiMamba ("add"), summed, then out_proj: rows (n*L, D) -> (n*L, D).
 
-    ``p``: ``mixer_ref.MixerWeights``. Twin: ``mixer_ref.mixer_rows_ref``. Intermediates: x | z from
-    one GEMM (the rows are read once), u (y is written over it) and xdbl: about 3 * d_inner
-    elements per token at the peak.
+    ``pf`` / ``pr``: the forward / reverse direction's ``mixer_ref.MixerWeights`` (in_proj and out_proj
+    are tied: pf's are used). Twin: ``mixer_ref.bimamba_rows_ref``; same contract as the CPU
+    ``mixer_numba.bimamba_rows``. The tie makes one in_proj GEMM serve both directions (x | z of a
+    token do not depend on the direction) and one out_proj GEMM take their sum (it is linear); the
+    reverse direction's conv and scan walk each row backwards and keep row order, so nothing is
+    flipped. Intermediates: x | z, u_f (y_f then y_f + y_r is written over it), u_r and one xdbl:
+    about 4 * d_inner elements per token at the peak. ``out``: optional (n*L, D) destination.
     """
     dt = rows.dtype
-    d = p.d_inner
-    xz = torch.mm(rows, p.in_proj.to(dt).t())  # (n*L, 2d): x | z
-    u = conv_silu(xz[:, :d], p.conv_weight, p.conv_bias, length)  # reads the x columns (row stride 2d)
-    xdbl = torch.mm(u, p.x_proj.to(dt).t())  # (n*L, R + 2N)
-    z = xz[:, d:]  # (n*L, d) view, row stride 2d
-    del xz
-    y = selective_scan_tm(u, z, xdbl, p.dt_weight, p.dt_bias, -torch.exp(p.A_log.float()), p.D, length, out=u)
-    del z, xdbl
-    torch.mm(y, p.out_proj.to(dt).t(), out=out)
-    return out
+    d = pf.d_inner
+    xz = torch.mm(rows, pf.in_proj.to(dt).t())  # (n*L, 2d): x | z
+    x, z = xz[:, :d], xz[:, d:]  # (n*L, d) views, row stride 2d
+    y = None
+    for p, reverse in ((pf, False), (pr, True)):
+        u = conv_silu(x, p.conv_weight, p.conv_bias, length, reverse=reverse)  # (n*L, d)
+        xdbl = torch.mm(u, p.x_proj.to(dt).t())  # (n*L, R + 2N)
+        A = -torch.exp(p.A_log.float())
+        # forward: y over u; reverse: y_f + y_r written over y_f
+        y = selective_scan_tm(
+            u, z, xdbl, p.dt_weight, p.dt_bias, A, p.D, length, out=u if y is None else y, reverse=reverse, add=y
+        )
+        del u, xdbl
+    del x, z, xz
+    return torch.mm(y, pf.out_proj.to(dt).t(), out=out)

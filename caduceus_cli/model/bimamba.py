@@ -13,7 +13,6 @@ import torch
 import torch.nn as nn
 
 from caduceus_cli.kernels.backend import Backend
-from caduceus_cli.kernels.cpu_buffers import fresh
 from caduceus_cli.model.config import CaduceusConfig
 from caduceus_cli.model.mamba import MambaMixer, channels_flat
 
@@ -24,9 +23,10 @@ from caduceus_cli.model.mamba import MambaMixer, channels_flat
 SCAN_MAX_ROWS = 256
 SCAN_MAX_TOKENS = 1 << 17
 # The token-major CUDA mixer takes short rows in calls of up to 2**19 tokens: fewer, larger GEMM /
-# conv / scan launches (bench/bench_mixer_calls.py, H100, PS d256 x 16 at 256 x 1,024: 0.131 s
-# at 2**17, 0.126 at 2**18, 0.122 at 2**19; peak 1.81 -> 2.86 GiB). Long rows stay at
-# SCAN_MAX_TOKENS (one 131,072-token row per call): the 131k forward's peak stays at 1.1 GiB (PS).
+# conv / scan launches (bench/bench_mixer_calls.py, H100, PS d256 x 16 at 256 x 1,024, measured
+# with the per-direction mixer: 0.131 s at 2**17, 0.126 at 2**18, 0.122 at 2**19; peak 1.81 ->
+# 2.86 GiB). Long rows stay at SCAN_MAX_TOKENS (one 131,072-token row per call), which keeps the
+# 131k forward's peak well under 1.5 GiB (PS; bench/README.md has the current figures).
 MIXER_MAX_TOKENS_SHORT_ROWS = 1 << 19
 SHORT_ROW = 1 << 14
 
@@ -65,7 +65,7 @@ class BiMamba(nn.Module):
         The reverse direction flips h (D channels, not the 4x wider projections) and
         re-aligns its scan output; with "add" the two outputs are summed before one
         shared out_proj (it is linear), saving a matmul and an activation.
-        CPU inference goes through ``kernels.bimamba_rows`` where it applies (no flip at all).
+        Inference goes through ``kernels.bimamba_rows`` where it applies (no flip at all).
         """
         f, r = self.mamba_fwd, self.mamba_rev
         bsz, L, _ = h.shape
@@ -82,33 +82,34 @@ class BiMamba(nn.Module):
 
     def _rows_path(self, h: torch.Tensor, kernels: Backend) -> bool:
         """Whether ``forward`` runs through ``kernels.bimamba_rows``: "add", inference (no autograd,
-        no autocast), and a case the kernel takes (CPU, float32, d_inner a multiple of 16)."""
+        no autocast), and a case the kernel takes (``kernels.bimamba_rows_supports``)."""
+        return self._rows_kernel(h, kernels) and not torch.is_autocast_enabled(h.device.type)
+
+    def _rows_kernel(self, X: torch.Tensor, kernels: Backend) -> bool:
+        """ "add", no autograd, and ``kernels.bimamba_rows`` takes X's d_inner, dtype and device."""
         if kernels.bimamba_rows is None or self.strategy != "add" or torch.is_grad_enabled():
             return False
-        if torch.is_autocast_enabled(h.device.type):
-            return False
-        from caduceus_cli.kernels.mixer_numba import supported
-
-        return supported(self.mamba_fwd.d_inner, h.dtype, h.device)
+        return kernels.bimamba_rows_supports(self.mamba_fwd.d_inner, X.dtype, X.device)
 
     def forward_split(
         self, X: torch.Tensor, kernels: Backend, max_rows: int | None = None
     ) -> tuple[torch.Tensor, torch.Tensor | None]:
-        """Both directions without flips: X (2, M, L, D) holds the rows and the same rows flipped along L.
+        """Both directions without flipped copies between blocks: X (M, L, D) rows -> (o_f, o_r).
 
-        Returns (o_f, o_r), each (M*L, D): the forward direction's output, and the reverse
-        direction's output in reversed position order. ``o_f + flip_L(o_r)`` is ``forward``'s
-        result for "add"; the next add+norm reads it that way (``kernels/addnorm.py``). On the CPU
-        (``kernels.bimamba_rows``) o_f is that sum already and o_r is None.
-        Rows go through in chunks of at most ``max_rows`` (default: ``mixer_rows_per_call`` on the
-        token-major path; else SCAN_MAX_ROWS rows and SCAN_MAX_TOKENS tokens), each chunk's GEMM
-        outputs dense, its out_proj written straight into its rows of o_f / o_r.
+        Through ``kernels.bimamba_rows`` (the reverse direction walks each row backwards): o_f
+        (M*L, D) is both directions' summed output, written over X (consumed: one (M*L, D) buffer
+        less at the peak), and o_r is None. Otherwise (the literal per-direction path, which flips
+        each chunk of rows for the reverse direction) o_f and o_r (M*L, D) are the forward
+        direction's output and the reverse direction's in reversed position order:
+        ``o_f + flip_L(o_r)`` is ``forward``'s result for "add". The next add+norm reads them that
+        way (``kernels/addnorm.py``).
+        Rows go through in chunks of at most ``max_rows`` (default: ``mixer_rows_per_call`` on a
+        GPU, SCAN_MAX_TOKENS tokens on the CPU; literal path: SCAN_MAX_ROWS rows and SCAN_MAX_TOKENS
+        tokens), each chunk's GEMM outputs dense, its out_proj written straight into its rows.
         """
         f, r = self.mamba_fwd, self.mamba_rev
-        _, M, L, D = X.shape
-        if kernels.mixer_rows is not None and fused_supported(f.d_inner, X.dtype):
-            return self._forward_split_token_major(X, kernels, max_rows)
-        if self._rows_path(X, kernels):
+        M, L, D = X.shape
+        if self._rows_kernel(X, kernels):
             return self._forward_split_rows(X, kernels, max_rows), None
         max_rows = max_rows or max(1, min(SCAN_MAX_ROWS, SCAN_MAX_TOKENS // L))
         outs: list[torch.Tensor] = []
@@ -116,8 +117,10 @@ class BiMamba(nn.Module):
             out = None
             for s in range(0, M, max_rows):
                 e = min(M, s + max_rows)
+                rows = X[s:e] if direction == 0 else X[s:e].flip(1)  # (n, L, D)
                 # scan_inputs' frame holds x until the conv has run: x is freed before the scan
-                inputs = mixer.scan_inputs(*f.in_projection(X[direction, s:e]), kernels)
+                inputs = mixer.scan_inputs(*f.in_projection(rows), kernels)
+                del rows
                 y = channels_flat(mixer.scan(inputs, kernels))  # (di, n*L)
                 del inputs
                 if out is None:
@@ -128,47 +131,16 @@ class BiMamba(nn.Module):
         return outs[0], outs[1]
 
     def _forward_split_rows(self, X: torch.Tensor, kernels: Backend, max_rows: int | None) -> torch.Tensor:
-        """``forward_split`` through ``kernels.bimamba_rows`` (CPU): reads X[0] only (the kernel walks
-        time backwards for the reverse direction) and returns both directions summed, (M*L, D), in
-        chunks of at most ``max_rows`` rows (default: SCAN_MAX_TOKENS tokens) to bound the intermediates."""
+        """``forward_split`` through ``kernels.bimamba_rows``: both directions summed, (M*L, D), written
+        over X's rows (each call has read its rows before it writes them), in chunks of at most
+        ``max_rows`` rows to bound the intermediates."""
         f, r = self.mamba_fwd, self.mamba_rev
-        _, M, L, D = X.shape
-        max_rows = max_rows or max(1, SCAN_MAX_TOKENS // L)
+        M, L, D = X.shape
+        max_rows = max_rows or (mixer_rows_per_call(L) if X.is_cuda else max(1, SCAN_MAX_TOKENS // L))
         pf, pr = f.token_major_weights(f), r.token_major_weights(f)
-        out = fresh((M * L, D))  # (M*L, D); numpy-allocated: cheaper first touch (kernels/cpu_buffers.py)
+        # (M*L, D)
+        out = X.view(M * L, D) if X.is_contiguous() else torch.empty(M * L, D, device=X.device, dtype=X.dtype)
         for s in range(0, M, max_rows):
             e = min(M, s + max_rows)
-            kernels.bimamba_rows(X[0, s:e].reshape((e - s) * L, D), L, pf, pr, out=out[s * L : e * L])
+            kernels.bimamba_rows(X[s:e].reshape((e - s) * L, D), L, pf, pr, out=out[s * L : e * L])
         return out
-
-    def _forward_split_token_major(
-        self, X: torch.Tensor, kernels: Backend, max_rows: int | None
-    ) -> tuple[torch.Tensor, torch.Tensor]:
-        """``forward_split`` through ``kernels.mixer_rows``: token-major rows, one call per chunk of rows
-        (``mixer_rows_per_call``), each writing its out_proj rows of o_f / o_r.
-
-        Consumes X: o_r is returned in X[0]'s storage (one (M*L, D) buffer less at the peak; the
-        flip-free forward never reads X again)."""
-        f, r = self.mamba_fwd, self.mamba_rev
-        _, M, L, D = X.shape
-        max_rows = max_rows or mixer_rows_per_call(L)
-        outs = []
-        for direction, mixer in ((0, f), (1, r)):
-            weights = mixer.token_major_weights(f)
-            # the reverse direction's output goes into X[0]'s storage, dead once the forward direction ran
-            out = (
-                X[0].view(M * L, D)
-                if direction == 1 and X.is_contiguous()
-                else torch.empty(M * L, D, device=X.device, dtype=X.dtype)
-            )
-            for s in range(0, M, max_rows):
-                e = min(M, s + max_rows)
-                kernels.mixer_rows(X[direction, s:e].reshape((e - s) * L, D), L, weights, out[s * L : e * L])
-            outs.append(out)
-        return outs[0], outs[1]
-
-
-def fused_supported(d_inner: int, dtype: torch.dtype) -> bool:
-    from caduceus_cli.kernels.scan_cuda import supports
-
-    return supports(d_inner, dtype)

@@ -172,9 +172,10 @@ class Backbone(nn.Module):
     def forward_flip_free(self, ids: torch.Tensor, kernels: Backend) -> torch.Tensor:
         """The same function as ``forward`` with no flip or concatenation copies between blocks.
 
-        Each BiMamba returns its two directions unflipped (``forward_split``); the block
-        boundary (``kernels.add_norm_pair``) reads them through index maps, adds, norms and
-        writes the next mixer's input in both position orders.
+        Each BiMamba returns its two directions unflipped (``forward_split``; one output holding
+        their sum where the mixer walks rows backwards itself); the block boundary
+        (``kernels.add_norm_pair``) reads them through index maps, adds, norms and writes the
+        next mixer's input rows.
         """
         bsz, L = ids.shape
         h = self.embeddings(ids)  # (B, L, C)
@@ -197,7 +198,7 @@ class Backbone(nn.Module):
                 residual_fp32=layer.residual_in_fp32,
                 final=False,
                 out_dtype=act,
-            )  # X (2, M, L, D)
+            )  # X (M, L, D)
             h = o_f = o_r = None  # read by the boundary: free them before the mixer allocates (peak memory)
             o_f, o_r = mixer.forward_split(X, kernels)  # each (M*L, D)
         norm = self.final_norm

@@ -92,7 +92,7 @@ class MambaMixer(nn.Module):
         return out.view(bsz, -1, out.shape[-1])
 
     def token_major_weights(self, tied: MambaMixer) -> MixerWeights:
-        """This direction's parameters for ``Backend.mixer_rows`` (in/out projections from ``tied``)."""
+        """This direction's parameters for ``Backend.bimamba_rows`` (in/out projections from ``tied``)."""
         return MixerWeights(
             d_inner=self.d_inner,
             in_proj=tied.in_proj.weight,
