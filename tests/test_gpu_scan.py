@@ -168,11 +168,8 @@ def test_token_major_forward_matches_torch_backend(rcps):
     """The whole flip-free forward with the NVRTC mixer against the torch backend (literal path)."""
     from caduceus_cli.kernels.backend import get_backend
 
-    scan_cuda()
+    cuda = _rows_backend()
     model = perturbed_model(rcps, d_model=64, n_layer=4, seed=11).cuda()
-    cuda = get_backend("cuda", "cuda") if _has_cuda_backend() else None
-    if cuda is None or cuda.bimamba_rows is None:
-        pytest.skip("cuda backend without the NVRTC mixer")
     ids = random_ids(3, 2000, seed=9).cuda()
     with torch.no_grad():
         want = model.caduceus.backbone(ids, get_backend("torch", "cuda"))[0]
@@ -188,22 +185,13 @@ def test_token_major_forward_matches_torch_backend(rcps):
 def test_forward_split_chunks_and_forward_match_literal(rcps):
     """BiMamba on the GPU rows kernel: forward_split in chunks of rows (output written over X) and
     whole, and BiMamba.forward (float32, no autocast), against the literal composition."""
-    from dataclasses import replace
-
-    from caduceus_cli.kernels.backend import get_backend
-
-    scan_cuda()
-    if not _has_cuda_backend():
-        pytest.skip("cuda backend unavailable")
-    cuda = get_backend("cuda", "cuda")
-    if cuda.bimamba_rows is None:
-        pytest.skip("cuda backend without the NVRTC mixer")
+    cuda = _rows_backend()
     model = perturbed_model(rcps, d_model=64, n_layer=1, seed=5).cuda()
     backbone = model.caduceus.backbone
     mixer = backbone._parts(backbone.layers[0])[0]
     X = torch.randn(5, 333, 64, device="cuda")
     with torch.no_grad():
-        want = mixer.forward_unfused(X, replace(cuda, bimamba_rows=None)).reshape(5 * 333, 64)
+        want = mixer.forward_unfused(X, dataclasses.replace(cuda, bimamba_rows=None)).reshape(5 * 333, 64)
         whole, none = mixer.forward_split(X.clone(), cuda, max_rows=64)
         chunked, _ = mixer.forward_split(X.clone(), cuda, max_rows=2)
         direct = mixer(X, cuda).reshape(want.shape)
@@ -213,7 +201,14 @@ def test_forward_split_chunks_and_forward_match_literal(rcps):
         assert rel(got, want) <= 1e-5
 
 
-def _has_cuda_backend():
-    from caduceus_cli.kernels.backend import available_backends
+def _rows_backend():
+    """The cuda backend with the NVRTC BiMamba (``bimamba_rows``), else the test is skipped."""
+    from caduceus_cli.kernels.backend import available_backends, get_backend
 
-    return not available_backends()["cuda"]
+    scan_cuda()
+    if available_backends()["cuda"]:
+        pytest.skip("cuda backend unavailable")
+    cuda = get_backend("cuda", "cuda")
+    if cuda.bimamba_rows is None:
+        pytest.skip("cuda backend without the NVRTC mixer")
+    return cuda
