@@ -386,6 +386,17 @@ def parity() -> list[dict]:
     return rows
 
 
+def print_row(r: dict) -> None:
+    print("  ".join(f"{k} {v:.4g}" if isinstance(v, float) else f"{k} {v}" for k, v in r.items()), flush=True)
+
+
+def save(out: Path | None, checks: list[dict], rows: list[dict]) -> None:
+    """The parity checks and timing rows as JSON, with the device's name (``--out``)."""
+    if out:
+        out.parent.mkdir(parents=True, exist_ok=True)
+        out.write_text(json.dumps(dict(device=torch.cuda.get_device_name(), parity=checks, rows=rows), indent=2))
+
+
 def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("--out", type=Path, default=None)
@@ -408,10 +419,8 @@ def main():
         if r is None:
             continue
         rows.append(r)
-        print("  ".join(f"{k} {v:.4g}" if isinstance(v, float) else f"{k} {v}" for k, v in r.items()), flush=True)
-    if args.out:
-        args.out.parent.mkdir(parents=True, exist_ok=True)
-        args.out.write_text(json.dumps(dict(device=torch.cuda.get_device_name(), parity=checks, rows=rows), indent=2))
+        print_row(r)
+    save(args.out, checks, rows)
 
 
 if __name__ == "__main__":

@@ -29,7 +29,6 @@ wrote it). The prediction and what would make it worth landing: bench/README.md,
 from __future__ import annotations
 
 import argparse
-import json
 import sys
 from pathlib import Path
 
@@ -39,7 +38,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from scan_fused import timed  # noqa: E402  (bench/scan_fused.py: warm-up, then the median of CUDA-event timings)
-from scan_split import D, N, R, rel, weights  # noqa: E402  (same random weights and error measure)
+from scan_split import D, N, R, print_row, rel, save, weights  # noqa: E402  (same weights, error, output)
 
 from caduceus_cli.kernels import mixer_ref, scan_cuda  # noqa: E402
 from caduceus_cli.kernels.scan_cuda import LOG2E, device_index, nvrtc_module  # noqa: E402
@@ -357,10 +356,8 @@ def main():
     for n, L in shapes:
         r = bench_shape(n, L, g, variants)
         rows.append(r)
-        print("  ".join(f"{k} {v:.4g}" if isinstance(v, float) else f"{k} {v}" for k, v in r.items()), flush=True)
-    if args.out:
-        args.out.parent.mkdir(parents=True, exist_ok=True)
-        args.out.write_text(json.dumps(dict(device=torch.cuda.get_device_name(), parity=checks, rows=rows), indent=2))
+        print_row(r)
+    save(args.out, checks, rows)
 
 
 if __name__ == "__main__":
