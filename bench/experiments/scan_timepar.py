@@ -248,8 +248,14 @@ def scan_timepar(
     )
     fn = k["scan_tp"]
     smem = (rk + 2 * ns) * 32 * items * 4
-    if smem > getattr(fn, "_max_shared_mem_bytes", 0):
-        fn.set_shared_memory_config(smem)  # the opt-in above 48 KiB
+    if hasattr(fn, "set_shared_memory_config"):
+        if smem > fn._max_shared_mem_bytes:
+            fn.set_shared_memory_config(smem)  # torch's launcher asks for it from 48 KiB on
+    elif smem > 48 * 1024:  # an older launcher: the driver's opt-in, directly
+        from torch.cuda._utils import _get_gpu_runtime_library  # noqa: PLC0415
+
+        max_dynamic_shared = 8  # CU_FUNC_ATTRIBUTE_MAX_DYNAMIC_SHARED_SIZE_BYTES
+        _get_gpu_runtime_library().cuFuncSetAttribute(fn.func, max_dynamic_shared, smem)
     y2 = torch.empty_like(u2) if out is None else out
     fn(
         grid=(d // channels, n, len(dirs)),
