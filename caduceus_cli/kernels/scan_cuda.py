@@ -349,31 +349,52 @@ extern "C" __global__ void __launch_bounds__(CH, MINB) scan_state(
 }
 
 // hbuf[b, k] (end state of chunk k from zero) -> the true state at the end of chunk k, k < K-1.
-// One thread per (b, channel, state); loads batched 8 chunks at a time.
-extern "C" __global__ void scan_combine(float* __restrict__ hbuf, const float* __restrict__ Sbuf,
-                                        const float* __restrict__ A2, int nseq, int d, int K) {
-    const long long i = (long long)blockIdx.x * blockDim.x + threadIdx.x;
-    if (i >= (long long)nseq * d * NS) return;
-    const int n = (int)(i % NS);
-    const int ch = (int)((i / NS) % d);
-    const int b = (int)(i / ((long long)NS * d));
-    const float a = A2[ch * NS + n];
-    float hcar = 0.f;
-    for (int k0 = 0; k0 < K - 1; k0 += 8) {
-        float hv[8], sv[8];
+// One block per 32 consecutive (b, channel, state) values, one per lane; its CW warps cut the K-1
+// chunks into CW segments. Each warp folds its segment from zero (decay product, end state), the
+// segments are chained through shared memory, then each warp walks its segment again from its
+// carry and writes the true states. Loads are batched 8 chunks at a time. CW: COMBINE_WARPS.
+extern "C" __global__ void __launch_bounds__(32 * CW) scan_combine(
+    float* __restrict__ hbuf, const float* __restrict__ Sbuf, const float* __restrict__ A2, int nseq, int d, int K) {
+    __shared__ float segD[CW][32], segH[CW][32];
+    const int lane = threadIdx.x & 31, w = threadIdx.x >> 5;
+    const long long per = (long long)d * NS;         // (channel, state) values per sequence
+    const long long gi = (long long)blockIdx.x * 32 + lane;
+    const bool ok = gi < (long long)nseq * per;
+    const int b = ok ? (int)(gi / per) : 0;
+    const int cn = ok ? (int)(gi % per) : 0;         // ch * NS + n
+    const int ch = cn / NS;
+    const float a = A2[cn];
+    const int km = K - 1, seg = (km + CW - 1) / CW;
+    const int k0 = min(km, w * seg), k1 = min(km, k0 + seg);
+    auto hidx = [&](int k) { return ((long long)b * K + k) * per + cn; };
+    auto sidx = [&](int k) { return ((long long)b * K + k) * d + ch; };
+    float hv[8], dv[8];
+    auto load8 = [&](int kb) {                        // chunks past the segment: decay 1, state 0
 #pragma unroll
         for (int j = 0; j < 8; ++j) {
-            const int k = k0 + j;
-            const long long o = (long long)(b * K + k) * d + ch;
-            hv[j] = k < K - 1 ? hbuf[o * NS + n] : 0.f;
-            sv[j] = k < K - 1 ? Sbuf[o] : 0.f;
+            const bool in = ok && kb + j < k1;
+            hv[j] = in ? hbuf[hidx(kb + j)] : 0.f;
+            dv[j] = in ? ex2(a * Sbuf[sidx(kb + j)]) : 1.f;
         }
+    };
+    float dprod = 1.f, h = 0.f;
+    for (int kb = k0; kb < k1; kb += 8) {
+        load8(kb);
+#pragma unroll
+        for (int j = 0; j < 8; ++j) { h = fmaf(dv[j], h, hv[j]); dprod *= dv[j]; }
+    }
+    segD[w][lane] = dprod;
+    segH[w][lane] = h;
+    __syncthreads();
+    float c = 0.f;                                    // the true state at the start of this segment
+    for (int v = 0; v < w; ++v) c = fmaf(segD[v][lane], c, segH[v][lane]);
+    for (int kb = k0; kb < k1; kb += 8) {
+        load8(kb);
 #pragma unroll
         for (int j = 0; j < 8; ++j) {
-            const int k = k0 + j;
-            if (k < K - 1) {
-                hcar = fmaf(ex2(a * sv[j]), hcar, hv[j]);
-                hbuf[((long long)(b * K + k) * d + ch) * NS + n] = hcar;
+            if (kb + j < k1) {
+                c = fmaf(dv[j], c, hv[j]);
+                if (ok) hbuf[hidx(kb + j)] = c;
             }
         }
     }
@@ -381,6 +402,7 @@ extern "C" __global__ void scan_combine(float* __restrict__ hbuf, const float* _
 """
 
 CONV_CHANNELS = 4  # channels per thread of conv_silu (CV in the source)
+COMBINE_WARPS = 16  # warps per block of scan_combine, one segment of chunks each (CW in the source)
 CONV_TOK = 8  # positions per thread of conv_silu (TOK in the source)
 # positions per shared-memory tile (bf16 / float32 storage)
 TT_BF16, TT_F32 = int(os.environ.get("CADUCEUS_SCAN_TILE", "16")), 16
@@ -548,6 +570,7 @@ def selective_scan_tm(
             ("UNR", unroll or DEFAULT_UNROLL),
             ("MINB", minb),
             ("WITH_ADD", int(add is not None)),
+            ("CW", COMBINE_WARPS),
         ),
         ("scan_full", "scan_state", "scan_combine"),
         device_index(u),
@@ -569,7 +592,9 @@ def selective_scan_tm(
             block=(ch, 1, 1),
             args=[u, xdbl, Wdt, dtb, A2, hbuf, Sbuf, length, d, chunk, K, int(reverse)],
         )
-        k["scan_combine"](grid=(cdiv(n * d * ns, 256), 1, 1), block=(256, 1, 1), args=[hbuf, Sbuf, A2, n, d, K])
+        k["scan_combine"](
+            grid=(cdiv(n * d * ns, 32), 1, 1), block=(32 * COMBINE_WARPS, 1, 1), args=[hbuf, Sbuf, A2, n, d, K]
+        )
     else:
         hbuf = Sbuf = A2  # not read
     k["scan_full"](
