@@ -21,9 +21,12 @@ per-lane reads of dt_low / B / C (no broadcast: every lane needs its own positio
 float32 in shared memory with positions permuted so that 16-byte reads of 4 items are contiguous
 across lanes. Both directions of a layer run in one launch (blockIdx.z; stacked inputs).
 
-Status: compiled for sm_90 here (IT 8 / G 4: 167 registers, no spills) and its algorithm checked in
-numpy (``scan_timepar_emu.py``); NOT YET RUN ON A GPU (the device did not start in the session that
-wrote it). The prediction and what would make it worth landing: bench/README.md, "What is left".
+Status: did not pay. Run on one H100 (2026-12-07, through timepar_integration.patch, which moves
+this kernel into the product and times it there; ``bench/results/scan_timepar_h100.json``): it
+matches the twin but takes 5.5-6.9 ms for both directions of a 131k row against the product's
+2.09 ms, latency bound (one warp walks its channel's segments in series). Compiled for sm_90 (IT 8 /
+G 4: 167 registers, no spills); algorithm checked in numpy (``scan_timepar_emu.py``). The
+measurements and why: bench/README.md, "What is left for 2x".
 """
 
 from __future__ import annotations
