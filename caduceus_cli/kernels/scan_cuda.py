@@ -402,8 +402,8 @@ extern "C" __global__ void __launch_bounds__(32 * CW) scan_combine(
 """
 
 CONV_CHANNELS = 4  # channels per thread of conv_silu (CV in the source)
-COMBINE_WARPS = 16  # warps per block of scan_combine, one segment of chunks each (CW in the source)
 CONV_TOK = 8  # positions per thread of conv_silu (TOK in the source)
+COMBINE_WARPS = 16  # warps per block of scan_combine, one segment of chunks each (CW in the source)
 # positions per shared-memory tile (bf16 / float32 storage)
 TT_BF16, TT_F32 = int(os.environ.get("CADUCEUS_SCAN_TILE", "16")), 16
 # with ``add`` at most (bf16, float32): double-buffered u, z and y_f tiles within 48 KiB of static shared memory
