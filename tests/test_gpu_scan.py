@@ -74,10 +74,11 @@ def test_selective_scan_tm_matches_twin(dtype, n, L, chunk, npoly):
 
 @pytest.mark.parametrize("dtype", [torch.float32, torch.bfloat16])
 @pytest.mark.parametrize("n,L,chunk,d", [(3, 77, None, 128), (1, 4096, 256, 128), (5, 300, 32, 128), (2, 300, 64, 96)])
-@pytest.mark.parametrize("mode", ["reverse", "add", "reverse+add in place"])
+@pytest.mark.parametrize("mode", ["reverse", "add", "reverse+add in place", "no gate", "reverse no gate"])
 def test_selective_scan_tm_reverse_and_add_match_twin(dtype, n, L, chunk, d, mode):
-    """The reverse walk (rows scanned last position first, row order kept) and y + add, single pass
-    and chunked (d 96: blocks of 32 channels); "in place" writes y_f + y_r over y_f, as ``bimamba_rows`` does."""
+    """The reverse walk (rows scanned last position first, row order kept), add before the gate and
+    no gate, single pass and chunked (d 96: blocks of 32 channels); "in place" writes
+    (y_f + y_r) * silu(z) over y_f, as ``bimamba_rows`` does."""
     sc = scan_cuda()
     ns, rk = 16, 8
     p = random_weights(64, d, ns, rk, seed=n + L)
@@ -86,13 +87,15 @@ def test_selective_scan_tm_reverse_and_add_match_twin(dtype, n, L, chunk, d, mod
     z = torch.randn(n * L, 2 * d, device="cuda", generator=g).to(dtype)[:, d:]
     xdbl = (0.5 * torch.randn(n * L, rk + 2 * ns, device="cuda", generator=g)).to(dtype)
     add = torch.randn(n * L, d, device="cuda", generator=g).to(dtype) if "add" in mode else None
-    reverse = "reverse" in mode
+    reverse, gate = "reverse" in mode, "no gate" not in mode
     A = -torch.exp(p.A_log)
-    want = mixer_ref.selective_scan_tm_ref(u, z, xdbl, p.dt_weight, p.dt_bias, A, p.D, L, reverse=reverse, add=add)
+    want = mixer_ref.selective_scan_tm_ref(
+        u, z, xdbl, p.dt_weight, p.dt_bias, A, p.D, L, reverse=reverse, add=add, gate=gate
+    )
     got = add.clone() if "in place" in mode else torch.full_like(u, float("nan"))
     sc.selective_scan_tm(
         u,
-        z,
+        z if gate else None,
         xdbl,
         p.dt_weight,
         p.dt_bias,
@@ -103,6 +106,7 @@ def test_selective_scan_tm_reverse_and_add_match_twin(dtype, n, L, chunk, d, mod
         out=got,
         reverse=reverse,
         add=got if "in place" in mode else add,
+        gate=gate,
     )
     assert torch.isfinite(got).all()
     err = rel(got, want)
@@ -121,6 +125,24 @@ def test_conv_silu_matches_twin(dtype, reverse):
     want = mixer_ref.conv_silu_ref(xz[:, :d], w, b, L, reverse=reverse)
     got = sc.conv_silu(xz[:, :d], w, b, L, reverse=reverse)
     assert rel(got, want) <= (1e-6 if dtype == torch.float32 else 8e-3)
+
+
+@pytest.mark.parametrize("dtype", [torch.float32, torch.bfloat16])
+@pytest.mark.parametrize("n,L,d", [(3, 101, 256), (2, 1000, 96), (4, 5, 64)])
+def test_conv_silu_pair_matches_single_convs_and_twin(dtype, n, L, d):
+    """Both directions from one read of x: bit for bit the two single-direction kernels, and the twin;
+    rows shorter than a thread's 8 positions (L 5), partial blocks (101, 1000), x a column slice of x | z."""
+    sc = scan_cuda()
+    g = torch.Generator(device="cuda").manual_seed(d + L)
+    xz = torch.randn(n * L, 2 * d, device="cuda", generator=g).to(dtype)
+    conv_f = (torch.randn(d, 4, device="cuda", generator=g), torch.randn(d, device="cuda", generator=g))
+    conv_r = (torch.randn(d, 4, device="cuda", generator=g), torch.randn(d, device="cuda", generator=g))
+    u_f, u_r = sc.conv_silu_pair(xz[:, :d], conv_f, conv_r, L)
+    assert torch.equal(u_f, sc.conv_silu(xz[:, :d], *conv_f, L))
+    assert torch.equal(u_r, sc.conv_silu(xz[:, :d], *conv_r, L, reverse=True))
+    want_f, want_r = mixer_ref.conv_silu_pair_ref(xz[:, :d], conv_f, conv_r, L)
+    assert rel(u_f, want_f) <= (1e-6 if dtype == torch.float32 else 8e-3)
+    assert rel(u_r, want_r) <= (1e-6 if dtype == torch.float32 else 8e-3)
 
 
 def mixer_pair(d_model, d_inner, seed):

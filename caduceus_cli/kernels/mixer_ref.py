@@ -36,7 +36,7 @@ def _channels_first(t: torch.Tensor, length: int) -> torch.Tensor:
 
 def selective_scan_tm_ref(
     u: torch.Tensor,
-    z: torch.Tensor,
+    z: torch.Tensor | None,
     xdbl: torch.Tensor,
     dt_weight: torch.Tensor,
     dt_bias: torch.Tensor,
@@ -45,12 +45,14 @@ def selective_scan_tm_ref(
     length: int,
     reverse: bool = False,
     add: torch.Tensor | None = None,
+    gate: bool = True,
 ) -> torch.Tensor:
     """Twin of ``scan_cuda.selective_scan_tm``: float32 maths, result in u's dtype, (n*L, d).
 
-    ``reverse``: rows scanned backwards (flipped, scanned, flipped back); ``add``: y + add before rounding."""
+    ``reverse``: rows scanned backwards (flipped, scanned, flipped back); y = (C.h + D u + add) * silu(z),
+    without the silu(z) factor when not ``gate``."""
     if reverse:
-        u, z, xdbl = (_flip_rows(t, length) for t in (u, z, xdbl))
+        u, xdbl = (_flip_rows(t, length) for t in (u, xdbl))
     rk, ns = dt_weight.shape[1], A.shape[1]
     xf = xdbl.float()
     dt_low, B, C = torch.split(xf, [rk, ns, ns], dim=-1)
@@ -62,14 +64,17 @@ def selective_scan_tm_ref(
         _channels_first(B, length),
         _channels_first(C, length),
         D.float(),
-        z=_channels_first(z.float(), length),
         delta_bias=dt_bias.float(),
         delta_softplus=True,
     )  # (n, d, L)
     y = y.transpose(1, 2).reshape(u.shape)  # (n*L, d) float32
     if reverse:
         y = _flip_rows(y, length)
-    return (y if add is None else y + add.float()).to(u.dtype)
+    if add is not None:
+        y = y + add.float()
+    if gate:
+        y = y * torch.nn.functional.silu(z.float())
+    return y.to(u.dtype)
 
 
 def conv_silu_ref(
@@ -83,6 +88,13 @@ def conv_silu_ref(
         _channels_first(x.float(), length), weight.float().reshape(x.shape[1], -1), bias.float(), "silu"
     )
     return u.transpose(1, 2).reshape(x.shape).to(x.dtype)
+
+
+def conv_silu_pair_ref(
+    x: torch.Tensor, conv_f: tuple[torch.Tensor, torch.Tensor], conv_r: tuple[torch.Tensor, torch.Tensor], length: int
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """Twin of ``scan_cuda.conv_silu_pair``: (u_f, u_r), both (n*L, d); ``conv_*`` = (weight, bias)."""
+    return conv_silu_ref(x, *conv_f, length), conv_silu_ref(x, *conv_r, length, reverse=True)
 
 
 def mixer_y_ref(rows: torch.Tensor, length: int, p: MixerWeights) -> torch.Tensor:

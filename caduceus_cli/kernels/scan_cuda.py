@@ -7,14 +7,16 @@ tokens, all tensors token-major (``(n*L, channels)``, channels contiguous), so t
 the scan reads one contiguous vector of channels (``bimamba_rows``):
 
     x | z = rows @ W_in^T                                       (cuBLAS, once for both directions)
+    u_f, u_r = silu(causal_depthwise_conv(x) + conv_bias)       (``conv_silu_pair``: x read once; the
+                                                                 reverse conv runs along the row backwards)
     per direction (the reverse one walks each row backwards, everything stays in row order):
-      u = silu(causal_depthwise_conv(x) + conv_bias)            (``conv_silu``)
       xdbl = u @ W_xproj^T = [dt_low | B | C]                   (cuBLAS, 48 columns at d_model 256)
-      y = scan(u, z, xdbl): delta = softplus(W_dt dt_low + dt_bias) computed per step in registers,
-          h_t = exp(delta A) h_{t-1} + delta u B_t,  y_t = (C_t . h_t + D u_t) * silu(z_t)
-                                                                (``scan_full`` / ``scan_state`` / ``scan_combine``;
-                                                                 the reverse direction's ``scan_full`` adds y_f)
-    out = (y_f + y_r) @ W_out^T                                 (cuBLAS, once, into the caller's rows)
+      y = scan(u, xdbl): delta = softplus(W_dt dt_low + dt_bias) computed per step in registers,
+          h_t = exp(delta A) h_{t-1} + delta u B_t,  y_t = C_t . h_t + D u_t
+                                                                (``scan_full`` / ``scan_state`` / ``scan_combine``)
+    the reverse direction's ``scan_full`` also adds y_f and applies the gate once to the sum:
+      y = (y_f + y_r) * silu(z)                                 (silu(z_t) multiplies both at token t)
+    out = y @ W_out^T                                           (cuBLAS, once, into the caller's rows)
 
 The scan keeps the 16 states of one channel in one thread's registers; a block of CH threads
 covers CH channels of one sequence and one chunk of positions, and stages TT positions at a
@@ -192,6 +194,73 @@ extern "C" __global__ void __launch_bounds__(128, 8) conv_silu(const st_t* __res
             for (int j = 0; j < CV; ++j) win[k][j] = win[k + 1][j];
     }
 }
+
+// Both directions from one read of x: u_f = conv_silu(x) and u_r = conv_silu(x, REV) with their own
+// weights and biases, same arithmetic (bit for bit). One thread per (4 channels, TOK positions of one
+// row) in row order: the window x[p0-(DC-1) .. p0+TOK-1+(DC-1)] is loaded once (zero outside the row);
+// forward taps look back, reverse taps look ahead: u_r[p] = b_r + sum_k w_r[k] x[p + DC-1-k].
+#define WIN (TOK + 2 * (DC - 1))
+extern "C" __global__ void __launch_bounds__(128, 4) conv_silu_pair(
+    const st_t* __restrict__ x, st_t* __restrict__ uf, st_t* __restrict__ ur, const float* __restrict__ wtf,
+    const float* __restrict__ cbf, const float* __restrict__ wtr, const float* __restrict__ cbr,
+    int ntok, int L, int d, int ldx) {
+    const long long i = (long long)blockIdx.x * blockDim.x + threadIdx.x;
+    const int groups = d / CV;
+    const int tpr = (L + TOK - 1) / TOK;
+    if (i >= (long long)(ntok / L) * tpr * groups) return;
+    const int g = (int)(i % groups);
+    const long long rest = i / groups;
+    const int tb = (int)(rest % tpr);
+    const long long row = rest / tpr;
+    const int c0 = g * CV;
+    const int p0 = tb * TOK;
+    float wf[DC][CV], wr[DC][CV], bf[CV], br[CV];
+#pragma unroll
+    for (int k = 0; k < DC; ++k)
+#pragma unroll
+        for (int q = 0; q < CV / 4; ++q) {
+            const float4 v = *reinterpret_cast<const float4*>(wtf + k * d + c0 + 4 * q);
+            wf[k][4 * q] = v.x; wf[k][4 * q + 1] = v.y; wf[k][4 * q + 2] = v.z; wf[k][4 * q + 3] = v.w;
+            const float4 t = *reinterpret_cast<const float4*>(wtr + k * d + c0 + 4 * q);
+            wr[k][4 * q] = t.x; wr[k][4 * q + 1] = t.y; wr[k][4 * q + 2] = t.z; wr[k][4 * q + 3] = t.w;
+        }
+#pragma unroll
+    for (int q = 0; q < CV / 4; ++q) {
+        const float4 v = *reinterpret_cast<const float4*>(cbf + c0 + 4 * q);
+        bf[4 * q] = v.x; bf[4 * q + 1] = v.y; bf[4 * q + 2] = v.z; bf[4 * q + 3] = v.w;
+        const float4 t = *reinterpret_cast<const float4*>(cbr + c0 + 4 * q);
+        br[4 * q] = t.x; br[4 * q + 1] = t.y; br[4 * q + 2] = t.z; br[4 * q + 3] = t.w;
+    }
+    const st_t* xrow = x + row * L * (long long)ldx + c0;
+    const long long o = row * L * (long long)d + c0;
+    cvec_t raw[WIN];                                 // window slot s: row position p0 - (DC-1) + s
+#pragma unroll
+    for (int s = 0; s < WIN; ++s) {
+        const int p = p0 - (DC - 1) + s;
+        raw[s] = (p >= 0 && p < L) ? *reinterpret_cast<const cvec_t*>(xrow + (long long)p * ldx) : cvec_t{};
+    }
+    auto xv = [&](int s, int j) { return tof(reinterpret_cast<const st_t*>(&raw[s])[j]); };
+#pragma unroll
+    for (int s = 0; s < TOK; ++s) {
+        if (p0 + s >= L) break;                      // the row's last, partial block
+        cvec_t of, orv;
+        st_t* a = reinterpret_cast<st_t*>(&of);
+        st_t* b = reinterpret_cast<st_t*>(&orv);
+#pragma unroll
+        for (int j = 0; j < CV; ++j) {
+            float f = bf[j], r = br[j];
+#pragma unroll
+            for (int k = 0; k < DC; ++k) {
+                f = fmaf(wf[k][j], xv(s + k, j), f);
+                r = fmaf(wr[k][j], xv(s + 2 * (DC - 1) - k, j), r);
+            }
+            a[j] = fromf(silu(f));
+            b[j] = fromf(silu(r));
+        }
+        *reinterpret_cast<cvec_t*>(uf + o + (long long)(p0 + s) * d) = of;
+        *reinterpret_cast<cvec_t*>(ur + o + (long long)(p0 + s) * d) = orv;
+    }
+}
 """
 
 _SCAN_SOURCE = r"""
@@ -200,16 +269,18 @@ constexpr int kUnroll = UNR;
 
 // One chunk of one sequence for CH channels. FULL: start from hbuf (chunk > 0) and write y;
 // else: start from zero, write the end state to hbuf[b, k] and sum(delta) to Sbuf[b, k].
-// ADD: y = scan output + ya (ya may be y itself). rev: the row is walked backwards (step q reads and
-// writes row position L-1-q; chunks and states follow the walk), all tensors stay in row order.
-template <bool FULL, bool ADD>
+// ADD: ya (may be y itself) added to C.h + D u before the gate; GATE: times silu(z), else z is not
+// read. rev: the row is walked backwards (step q reads and writes row position L-1-q; chunks and
+// states follow the walk), all tensors stay in row order.
+template <bool FULL, bool ADD, bool GATE>
 __device__ __forceinline__ void scan_chunk(
     const st_t* u, const st_t* __restrict__ z, const st_t* __restrict__ xd, st_t* y, const st_t* ya,
     const float* __restrict__ Wdt, const float* __restrict__ dtb, const float* __restrict__ A2,
     const float* __restrict__ Dp, float* __restrict__ hbuf, float* __restrict__ Sbuf,
     int L, int d, int chunk, int K, int ldz, int rev) {
     __shared__ __align__(16) st_t us[2][TT][CH];
-    __shared__ __align__(16) st_t zs[FULL ? 2 : 1][FULL ? TT : 1][CH];
+    constexpr bool ZT = FULL && GATE;                 // z tiles staged
+    __shared__ __align__(16) st_t zs[ZT ? 2 : 1][ZT ? TT : 1][CH];
     __shared__ __align__(16) st_t as[ADD ? 2 : 1][ADD ? TT : 1][CH];
     __shared__ __align__(16) float xs[2][TT][XW];
 
@@ -253,7 +324,7 @@ __device__ __forceinline__ void scan_chunk(
             if (r < rows) {
                 const long long tok = at(tb + r);
                 cp_async16(&us[buf][r][c], u + tok * d + c0 + c);
-                if (FULL) cp_async16(&zs[FULL ? buf : 0][FULL ? r : 0][c], z + tok * ldz + c0 + c);
+                if (ZT) cp_async16(&zs[ZT ? buf : 0][ZT ? r : 0][c], z + tok * ldz + c0 + c);
                 if (ADD) cp_async16(&as[ADD ? buf : 0][ADD ? r : 0][c], ya + tok * d + c0 + c);
             }
         }
@@ -305,10 +376,10 @@ __device__ __forceinline__ void scan_chunk(
                 if (FULL) acc[n & 3] = fmaf(h[n], xr[RK + NS + n], acc[n & 3]);
             }
             if (FULL) {
-                const float zz = tof(zs[FULL ? cur : 0][FULL ? t : 0][tid]);
-                const float yv = fmaf(uu, Dv, (acc[0] + acc[1]) + (acc[2] + acc[3]));
-                const float g = silu(zz);
-                us[cur][t][tid] = fromf(ADD ? fmaf(yv, g, tof(as[ADD ? cur : 0][ADD ? t : 0][tid])) : yv * g);  // y over u
+                float yv = fmaf(uu, Dv, (acc[0] + acc[1]) + (acc[2] + acc[3]));
+                if (ADD) yv += tof(as[ADD ? cur : 0][ADD ? t : 0][tid]);
+                if (GATE) yv *= silu(tof(zs[ZT ? cur : 0][ZT ? t : 0][tid]));
+                us[cur][t][tid] = fromf(yv);        // y over u
             } else {
                 S += delta;
             }
@@ -332,20 +403,20 @@ __device__ __forceinline__ void scan_chunk(
     }
 }
 
-// WITH_ADD (a define: the y_f tiles take shared memory only in the modules that add): y = scan + ya
+// WITH_ADD, WITH_GATE (defines: the y_f and z tiles take shared memory only in the modules that use them)
 extern "C" __global__ void __launch_bounds__(CH, MINB) scan_full(
     const st_t* u, const st_t* __restrict__ z, const st_t* __restrict__ xd, st_t* y, const st_t* ya,
     const float* __restrict__ Wdt, const float* __restrict__ dtb, const float* __restrict__ A2,
     const float* __restrict__ Dp, float* __restrict__ hbuf, float* __restrict__ Sbuf,
     int L, int d, int chunk, int K, int ldz, int rev) {
-    scan_chunk<true, (bool)WITH_ADD>(u, z, xd, y, ya, Wdt, dtb, A2, Dp, hbuf, Sbuf, L, d, chunk, K, ldz, rev);
+    scan_chunk<true, (bool)WITH_ADD, (bool)WITH_GATE>(u, z, xd, y, ya, Wdt, dtb, A2, Dp, hbuf, Sbuf, L, d, chunk, K, ldz, rev);
 }
 
 extern "C" __global__ void __launch_bounds__(CH, MINB) scan_state(
     const st_t* u, const st_t* __restrict__ xd,
     const float* __restrict__ Wdt, const float* __restrict__ dtb, const float* __restrict__ A2,
     float* __restrict__ hbuf, float* __restrict__ Sbuf, int L, int d, int chunk, int K, int rev) {
-    scan_chunk<false, false>(u, u, xd, nullptr, nullptr, Wdt, dtb, A2, nullptr, hbuf, Sbuf, L, d, chunk, K, d, rev);
+    scan_chunk<false, false, false>(u, u, xd, nullptr, nullptr, Wdt, dtb, A2, nullptr, hbuf, Sbuf, L, d, chunk, K, d, rev);
 }
 
 // hbuf[b, k] (end state of chunk k from zero) -> the true state at the end of chunk k, k < K-1.
@@ -428,7 +499,12 @@ def available() -> str:
         return "ROCm build"
     try:
         _cuda_kernel_api()
-        nvrtc_module(_CONV_SOURCE, (("IS_BF16", 1), ("DC", 4), ("REV", 0)), ("conv_silu",), torch.cuda.current_device())
+        nvrtc_module(
+            _CONV_SOURCE,
+            (("IS_BF16", 1), ("DC", 4), ("REV", 0)),
+            ("conv_silu", "conv_silu_pair"),
+            torch.cuda.current_device(),
+        )
     except Exception as exc:  # no NVRTC in this torch build, or it cannot compile here
         return f"NVRTC kernels unavailable ({type(exc).__name__}: {str(exc)[:200]})"
     return ""
@@ -468,6 +544,11 @@ def cdiv(a: int, b: int) -> int:
     return -(-a // b)
 
 
+def _conv_module(x: torch.Tensor, d_conv: int, reverse: bool) -> dict:
+    defines = (("IS_BF16", int(x.dtype == torch.bfloat16)), ("DC", d_conv), ("REV", int(reverse)))
+    return nvrtc_module(_CONV_SOURCE, defines, ("conv_silu", "conv_silu_pair"), device_index(x))
+
+
 def conv_silu(
     x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor, length: int, reverse: bool = False
 ) -> torch.Tensor:
@@ -482,12 +563,7 @@ def conv_silu(
     assert x.stride(1) == 1 and ntok % length == 0 and d % vec == 0
     assert x.data_ptr() % 16 == 0 and (x.stride(0) * x.element_size()) % 16 == 0
     assert d % 4 == 0
-    k = nvrtc_module(
-        _CONV_SOURCE,
-        (("IS_BF16", int(x.dtype == torch.bfloat16)), ("DC", weight.shape[-1]), ("REV", int(reverse))),
-        ("conv_silu",),
-        device_index(x),
-    )
+    k = _conv_module(x, weight.shape[-1], reverse)
     u = torch.empty(ntok, d, device=x.device, dtype=x.dtype)
     total = (ntok // length) * cdiv(length, CONV_TOK) * (d // vec)
     k["conv_silu"](
@@ -507,6 +583,39 @@ def conv_silu(
     return u
 
 
+def conv_silu_pair(
+    x: torch.Tensor, conv_f: tuple[torch.Tensor, torch.Tensor], conv_r: tuple[torch.Tensor, torch.Tensor], length: int
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """``(conv_silu(x, *conv_f, length), conv_silu(x, *conv_r, length, reverse=True))`` from one read of x
+    (bit for bit the same values); ``conv_*`` = (weight (d, d_conv), bias (d,))."""
+    ntok, d = x.shape
+    assert x.stride(1) == 1 and ntok % length == 0 and d % CONV_CHANNELS == 0
+    assert x.data_ptr() % 16 == 0 and (x.stride(0) * x.element_size()) % 16 == 0
+    k = _conv_module(x, conv_f[0].shape[-1], False)
+    u_f = torch.empty(ntok, d, device=x.device, dtype=x.dtype)
+    u_r = torch.empty_like(u_f)
+    total = (ntok // length) * cdiv(length, CONV_TOK) * (d // CONV_CHANNELS)
+    (wf, bf), (wr, br) = conv_f, conv_r
+    k["conv_silu_pair"](
+        grid=(cdiv(total, 128), 1, 1),
+        block=(128, 1, 1),
+        args=[
+            x,
+            u_f,
+            u_r,
+            wf.float().reshape(d, -1).t().contiguous(),  # (DC, d)
+            bf.float().contiguous(),
+            wr.float().reshape(d, -1).t().contiguous(),
+            br.float().contiguous(),
+            ntok,
+            length,
+            d,
+            x.stride(0),
+        ],
+    )
+    return u_f, u_r
+
+
 def pick_chunk(nseq: int, d: int, length: int, tt: int, ch: int) -> int:
     """Positions per chunk: whole rows when rows x channel blocks make two blocks per SM or more,
     else enough chunks for about eight blocks per SM (tile multiples)."""
@@ -520,7 +629,7 @@ def pick_chunk(nseq: int, d: int, length: int, tt: int, ch: int) -> int:
 
 def selective_scan_tm(
     u: torch.Tensor,
-    z: torch.Tensor,
+    z: torch.Tensor | None,
     xdbl: torch.Tensor,
     dt_weight: torch.Tensor,
     dt_bias: torch.Tensor,
@@ -535,19 +644,23 @@ def selective_scan_tm(
     min_blocks: int | None = None,
     reverse: bool = False,
     add: torch.Tensor | None = None,
+    gate: bool = True,
 ) -> torch.Tensor:
     """Selective scan on token-major tensors (twin: ``mixer_ref.selective_scan_tm_ref``).
 
     u (n*L, d) dense, z (n*L, d) (row stride may exceed d), xdbl (n*L, R + 2N) = [dt_low | B | C];
-    delta = softplus(dt_low @ dt_weight^T + dt_bias); A (d, N); y = (C.h + D*u) * silu(z) -> (n*L, d).
-    ``out`` may be ``u`` (y written over u). ``chunk``: positions per chunk (default from ``pick_chunk``).
-    ``reverse``: each row is scanned from its last position to its first (all tensors in row order:
-    ``flip_L(scan(flip_L(...)))``). ``add`` (n*L, d), may be ``out``: y + add, rounded once.
+    delta = softplus(dt_low @ dt_weight^T + dt_bias); A (d, N); y = (C.h + D*u + add) * silu(z) -> (n*L, d),
+    rounded once. ``add`` (n*L, d): optional, may be ``out``. ``gate=False``: no silu(z) factor (z may be
+    None). ``out`` may be ``u`` (y written over u). ``chunk``: positions per chunk (default from
+    ``pick_chunk``). ``reverse``: each row is scanned from its last position to its first (all tensors
+    in row order: ``flip_L(scan(flip_L(...)))``).
     """
     ntok, d = u.shape
     ns, rk = A.shape[1], dt_weight.shape[1]
     n = ntok // length
     esz = u.element_size()
+    z = z if gate else u  # not read without the gate
+    assert z is not None, "gate=True needs z"
     assert ntok == n * length and u.is_contiguous() and z.stride(1) == 1 and xdbl.is_contiguous()
     assert xdbl.shape[1] == rk + 2 * ns and u.dtype == z.dtype == xdbl.dtype and supports(d, u.dtype)
     assert z.data_ptr() % 16 == 0 and (z.stride(0) * esz) % 16 == 0 and u.data_ptr() % 16 == 0
@@ -570,6 +683,7 @@ def selective_scan_tm(
             ("UNR", unroll or DEFAULT_UNROLL),
             ("MINB", minb),
             ("WITH_ADD", int(add is not None)),
+            ("WITH_GATE", int(gate)),
             ("CW", COMBINE_WARPS),
         ),
         ("scan_full", "scan_state", "scan_combine"),
@@ -614,22 +728,27 @@ def bimamba_rows(rows: torch.Tensor, length: int, pf, pr, out: torch.Tensor | No
     ``mixer_numba.bimamba_rows``. The tie makes one in_proj GEMM serve both directions (x | z of a
     token do not depend on the direction) and one out_proj GEMM take their sum (it is linear); the
     reverse direction's conv and scan walk each row backwards and keep row order, so nothing is
-    flipped. Intermediates: x | z, u_f (y_f then y_f + y_r is written over it), u_r and one xdbl:
-    about 4 * d_inner elements per token at the peak. ``out``: optional (n*L, D) destination.
+    flipped. Both directions' convs run from one read of x (``conv_silu_pair``); the forward scan
+    leaves its output ungated and the reverse one gates the sum (silu(z) multiplies both at the same
+    token). Intermediates: x | z, u_f (y_f, then the gated sum, is written over it),
+    u_r and the two xdbl: about 4 * d_inner elements per token at the peak. ``out``: optional (n*L, D) destination.
     """
     dt = rows.dtype
     d = pf.d_inner
     xz = torch.mm(rows, pf.in_proj.to(dt).t())  # (n*L, 2d): x | z
     x, z = xz[:, :d], xz[:, d:]  # (n*L, d) views, row stride 2d
-    y = None
-    for p, reverse in ((pf, False), (pr, True)):
-        u = conv_silu(x, p.conv_weight, p.conv_bias, length, reverse=reverse)  # (n*L, d)
-        xdbl = torch.mm(u, p.x_proj.to(dt).t())  # (n*L, R + 2N)
-        A = -torch.exp(p.A_log.float())
-        # forward: y over u; reverse: y_f + y_r written over y_f
-        y = selective_scan_tm(
-            u, z, xdbl, p.dt_weight, p.dt_bias, A, p.D, length, out=u if y is None else y, reverse=reverse, add=y
-        )
-        del u, xdbl
-    del x, z, xz
+    A_f, A_r = (-torch.exp(p.A_log.float()) for p in (pf, pr))
+    u_f, u_r = conv_silu_pair(x, (pf.conv_weight, pf.conv_bias), (pr.conv_weight, pr.conv_bias), length)
+    xdbl_f = torch.mm(u_f, pf.x_proj.to(dt).t())  # (n*L, R + 2N)
+    xdbl_r = torch.mm(u_r, pr.x_proj.to(dt).t())
+    del x
+    # the gate silu(z) multiplies both directions' outputs at the same token: applied once, to their sum
+    y = selective_scan_tm(
+        u_f, None, xdbl_f, pf.dt_weight, pf.dt_bias, A_f, pf.D, length, out=u_f, gate=False
+    )  # C.h + D u over u_f
+    del xdbl_f
+    y = selective_scan_tm(
+        u_r, z, xdbl_r, pr.dt_weight, pr.dt_bias, A_r, pr.D, length, out=y, reverse=True, add=y
+    )  # (y_f + y_r) * silu(z) over y_f
+    del u_r, xdbl_r, z, xz
     return torch.mm(y, pf.out_proj.to(dt).t(), out=out)
