@@ -110,18 +110,24 @@ typedef uint2 cvec_t;
 #else
 typedef uint4 cvec_t;
 #endif
-extern "C" __global__ void __launch_bounds__(128, 8) conv_silu(const st_t* __restrict__ x, st_t* __restrict__ u, const float* __restrict__ wt,
-                                     const float* __restrict__ cb, int ntok, int L, int d, int ldx) {
+// this thread's (row, first channel, first position); false past the last (4 channels, TOK positions) group
+__device__ __forceinline__ bool conv_thread(int ntok, int L, int d, long long& row, int& c0, int& p0) {
     const long long i = (long long)blockIdx.x * blockDim.x + threadIdx.x;
     const int groups = d / CV;
     const int tpr = (L + TOK - 1) / TOK;
-    if (i >= (long long)(ntok / L) * tpr * groups) return;
-    const int g = (int)(i % groups);
+    if (i >= (long long)(ntok / L) * tpr * groups) return false;
     const long long rest = i / groups;
-    const int tb = (int)(rest % tpr);
-    const long long row = rest / tpr;
-    const int c0 = g * CV;
-    const int p0 = tb * TOK;
+    row = rest / tpr;
+    c0 = (int)(i % groups) * CV;
+    p0 = (int)(rest % tpr) * TOK;
+    return true;
+}
+
+extern "C" __global__ void __launch_bounds__(128, 8) conv_silu(const st_t* __restrict__ x, st_t* __restrict__ u, const float* __restrict__ wt,
+                                     const float* __restrict__ cb, int ntok, int L, int d, int ldx) {
+    long long row;
+    int c0, p0;
+    if (!conv_thread(ntok, L, d, row, c0, p0)) return;
     float w[DC][CV], acc0[CV], win[DC][CV];
 #pragma unroll
     for (int k = 0; k < DC; ++k)
@@ -204,16 +210,9 @@ extern "C" __global__ void __launch_bounds__(128, 4) conv_silu_pair(
     const st_t* __restrict__ x, st_t* __restrict__ uf, st_t* __restrict__ ur, const float* __restrict__ wtf,
     const float* __restrict__ cbf, const float* __restrict__ wtr, const float* __restrict__ cbr,
     int ntok, int L, int d, int ldx) {
-    const long long i = (long long)blockIdx.x * blockDim.x + threadIdx.x;
-    const int groups = d / CV;
-    const int tpr = (L + TOK - 1) / TOK;
-    if (i >= (long long)(ntok / L) * tpr * groups) return;
-    const int g = (int)(i % groups);
-    const long long rest = i / groups;
-    const int tb = (int)(rest % tpr);
-    const long long row = rest / tpr;
-    const int c0 = g * CV;
-    const int p0 = tb * TOK;
+    long long row;
+    int c0, p0;
+    if (!conv_thread(ntok, L, d, row, c0, p0)) return;
     float wf[DC][CV], wr[DC][CV], bf[CV], br[CV];
 #pragma unroll
     for (int k = 0; k < DC; ++k)
