@@ -14,35 +14,23 @@ from __future__ import annotations
 
 import argparse
 import json
-import statistics
 import sys
 from pathlib import Path
 
 import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+import scan_fused  # noqa: E402  (bench/ is on the path when run as a script)
+
 from caduceus_cli.kernels import scan_cuda  # noqa: E402
 
 D, DC = 512, 4
 BW = 3.0e12  # bytes read + written per second (H100 device-to-device copy)
 
 
-def timed(fn, reps=30):
-    for _ in range(3):
-        fn()
-    torch.cuda.synchronize()
-    best = float("inf")
-    for _ in range(2):
-        ts = []
-        for _ in range(reps):
-            s, e = torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True)
-            s.record()
-            fn()
-            e.record()
-            torch.cuda.synchronize()
-            ts.append(s.elapsed_time(e))
-        best = min(best, statistics.median(ts))
-    return best
+def timed(fn) -> float:
+    """The better of two rounds of ``scan_fused.timed`` (median of 30 after warm-up)."""
+    return min(scan_fused.timed(fn, 30), scan_fused.timed(fn, 30))
 
 
 def bench_shape(n: int, L: int, r, conv_f, conv_r) -> dict:
