@@ -15,6 +15,7 @@ from __future__ import annotations
 import argparse
 import json
 import sys
+from collections.abc import Callable
 from pathlib import Path
 
 import torch
@@ -28,12 +29,18 @@ D, DC = 512, 4
 BW = 3.0e12  # bytes read + written per second (H100 device-to-device copy)
 
 
-def timed(fn) -> float:
+def timed(fn: Callable[[], object]) -> float:
     """The better of two rounds of ``scan_fused.timed`` (median of 30 after warm-up)."""
     return min(scan_fused.timed(fn, 30), scan_fused.timed(fn, 30))
 
 
-def bench_shape(n: int, L: int, r, conv_f, conv_r) -> dict:
+def bench_shape(
+    n: int,
+    L: int,
+    r: Callable[..., torch.Tensor],
+    conv_f: tuple[torch.Tensor, torch.Tensor],
+    conv_r: tuple[torch.Tensor, torch.Tensor],
+) -> dict:
     x = r(n * L, 2 * D).to(torch.bfloat16)[:, :D]  # (n*L, D), row stride 2D
 
     def separate():

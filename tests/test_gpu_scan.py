@@ -131,7 +131,7 @@ def test_conv_silu_matches_twin(dtype, reverse):
 @pytest.mark.parametrize("n,L,d", [(3, 101, 256), (2, 1000, 96), (4, 5, 64)])
 def test_conv_silu_pair_matches_single_convs_and_twin(dtype, n, L, d):
     """Both directions from one read of x: bit for bit the two single-direction kernels, and the twin;
-    rows shorter than a thread's 8 positions (L 5), partial blocks (101, 1000), x a column slice of x | z."""
+    rows shorter than a thread's 8 positions (L 5), a partial last block (101), d 96, x a column slice of x | z."""
     sc = scan_cuda()
     g = torch.Generator(device="cuda").manual_seed(d + L)
     xz = torch.randn(n * L, 2 * d, device="cuda", generator=g).to(dtype)

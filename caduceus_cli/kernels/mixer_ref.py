@@ -116,7 +116,8 @@ def _flip_rows(t: torch.Tensor, length: int) -> torch.Tensor:
 def bimamba_rows_ref(rows: torch.Tensor, length: int, pf: MixerWeights, pr: MixerWeights) -> torch.Tensor:
     """Twin of ``mixer_numba.bimamba_rows`` and ``scan_cuda.bimamba_rows``:
     rows (n*L, D) -> out_proj(y_fwd + flip(y_rev(flip(rows)))) (n*L, D), the literal flips.
-    In bf16 it rounds y_rev before the sum (the CUDA kernel adds it to y_fwd in float32 and rounds
-    once): the same function within bf16 rounding, not bit for bit."""
+    In bf16 it rounds each gated direction before the sum (the CUDA kernel rounds the ungated y_fwd,
+    then adds y_rev and gates the sum in float32, rounding once): the same function within bf16
+    rounding, not bit for bit."""
     y = mixer_y_ref(rows, length, pf) + _flip_rows(mixer_y_ref(_flip_rows(rows, length), length, pr), length)
     return y @ pf.out_proj.to(rows.dtype).t()

@@ -590,6 +590,7 @@ def conv_silu_pair(
     ntok, d = x.shape
     assert x.stride(1) == 1 and ntok % length == 0 and d % CONV_CHANNELS == 0
     assert x.data_ptr() % 16 == 0 and (x.stride(0) * x.element_size()) % 16 == 0
+    assert conv_r[0].shape == conv_f[0].shape and conv_f[0].numel() == d * conv_f[0].shape[-1]
     k = _conv_module(x, conv_f[0].shape[-1], False)
     u_f = torch.empty(ntok, d, device=x.device, dtype=x.dtype)
     u_r = torch.empty_like(u_f)
@@ -604,7 +605,7 @@ def conv_silu_pair(
             u_r,
             wf.float().reshape(d, -1).t().contiguous(),  # (DC, d)
             bf.float().contiguous(),
-            wr.float().reshape(d, -1).t().contiguous(),
+            wr.float().reshape(d, -1).t().contiguous(),  # (DC, d)
             br.float().contiguous(),
             ntok,
             length,
@@ -650,7 +651,7 @@ def selective_scan_tm(
     u (n*L, d) dense, z (n*L, d) (row stride may exceed d), xdbl (n*L, R + 2N) = [dt_low | B | C];
     delta = softplus(dt_low @ dt_weight^T + dt_bias); A (d, N); y = (C.h + D*u + add) * silu(z) -> (n*L, d),
     rounded once. ``add`` (n*L, d): optional, may be ``out``. ``gate=False``: no silu(z) factor (z may be
-    None). ``out`` may be ``u`` (y written over u). ``chunk``: positions per chunk (default from
+    None; no ``add``). ``out`` may be ``u`` (y written over u). ``chunk``: positions per chunk (default from
     ``pick_chunk``). ``reverse``: each row is scanned from its last position to its first (all tensors
     in row order: ``flip_L(scan(flip_L(...)))``).
     """
@@ -660,6 +661,7 @@ def selective_scan_tm(
     esz = u.element_size()
     z = z if gate else u  # not read without the gate
     assert z is not None, "gate=True needs z"
+    assert gate or add is None, "add is only taken with the gate (the reverse pass of bimamba_rows)"
     assert ntok == n * length and u.is_contiguous() and z.stride(1) == 1 and xdbl.is_contiguous()
     assert xdbl.shape[1] == rk + 2 * ns and u.dtype == z.dtype == xdbl.dtype and supports(d, u.dtype)
     assert z.data_ptr() % 16 == 0 and (z.stride(0) * esz) % 16 == 0 and u.data_ptr() % 16 == 0
@@ -740,7 +742,6 @@ def bimamba_rows(rows: torch.Tensor, length: int, pf, pr, out: torch.Tensor | No
     u_f, u_r = conv_silu_pair(x, (pf.conv_weight, pf.conv_bias), (pr.conv_weight, pr.conv_bias), length)
     xdbl_f = torch.mm(u_f, pf.x_proj.to(dt).t())  # (n*L, R + 2N)
     xdbl_r = torch.mm(u_r, pr.x_proj.to(dt).t())
-    del x
     # the gate silu(z) multiplies both directions' outputs at the same token: applied once, to their sum
     y = selective_scan_tm(
         u_f, None, xdbl_f, pf.dt_weight, pf.dt_bias, A_f, pf.D, length, out=u_f, gate=False
