@@ -123,24 +123,28 @@ __device__ __forceinline__ bool conv_thread(int ntok, int L, int d, long long& r
     return true;
 }
 
+// this thread's CV channels' taps and bias from wt (DC, d) and cb (d,), as 16-byte vectors
+__device__ __forceinline__ void conv_params(const float* __restrict__ wt, const float* __restrict__ cb, int d, int c0,
+                                            float (&w)[DC][CV], float (&b)[CV]) {
+#pragma unroll
+    for (int q = 0; q < CV / 4; ++q) {
+#pragma unroll
+        for (int k = 0; k < DC; ++k) {
+            const float4 v = *reinterpret_cast<const float4*>(wt + k * d + c0 + 4 * q);
+            w[k][4 * q] = v.x; w[k][4 * q + 1] = v.y; w[k][4 * q + 2] = v.z; w[k][4 * q + 3] = v.w;
+        }
+        const float4 v = *reinterpret_cast<const float4*>(cb + c0 + 4 * q);
+        b[4 * q] = v.x; b[4 * q + 1] = v.y; b[4 * q + 2] = v.z; b[4 * q + 3] = v.w;
+    }
+}
+
 extern "C" __global__ void __launch_bounds__(128, 8) conv_silu(const st_t* __restrict__ x, st_t* __restrict__ u, const float* __restrict__ wt,
                                      const float* __restrict__ cb, int ntok, int L, int d, int ldx) {
     long long row;
     int c0, p0;
     if (!conv_thread(ntok, L, d, row, c0, p0)) return;
     float w[DC][CV], acc0[CV], win[DC][CV];
-#pragma unroll
-    for (int k = 0; k < DC; ++k)
-#pragma unroll
-        for (int q = 0; q < CV / 4; ++q) {
-            const float4 v = *reinterpret_cast<const float4*>(wt + k * d + c0 + 4 * q);
-            w[k][4 * q] = v.x; w[k][4 * q + 1] = v.y; w[k][4 * q + 2] = v.z; w[k][4 * q + 3] = v.w;
-        }
-#pragma unroll
-    for (int q = 0; q < CV / 4; ++q) {
-        const float4 v = *reinterpret_cast<const float4*>(cb + c0 + 4 * q);
-        acc0[4 * q] = v.x; acc0[4 * q + 1] = v.y; acc0[4 * q + 2] = v.z; acc0[4 * q + 3] = v.w;
-    }
+    conv_params(wt, cb, d, c0, w, acc0);
     const st_t* xrow = x + row * L * (long long)ldx + c0;
     st_t* urow = u + row * L * (long long)d + c0;
     auto at = [&](int p) { return (long long)(REV ? L - 1 - p : p); };  // walk position -> row position
@@ -214,22 +218,8 @@ extern "C" __global__ void __launch_bounds__(128, 4) conv_silu_pair(
     int c0, p0;
     if (!conv_thread(ntok, L, d, row, c0, p0)) return;
     float wf[DC][CV], wr[DC][CV], bf[CV], br[CV];
-#pragma unroll
-    for (int k = 0; k < DC; ++k)
-#pragma unroll
-        for (int q = 0; q < CV / 4; ++q) {
-            const float4 v = *reinterpret_cast<const float4*>(wtf + k * d + c0 + 4 * q);
-            wf[k][4 * q] = v.x; wf[k][4 * q + 1] = v.y; wf[k][4 * q + 2] = v.z; wf[k][4 * q + 3] = v.w;
-            const float4 t = *reinterpret_cast<const float4*>(wtr + k * d + c0 + 4 * q);
-            wr[k][4 * q] = t.x; wr[k][4 * q + 1] = t.y; wr[k][4 * q + 2] = t.z; wr[k][4 * q + 3] = t.w;
-        }
-#pragma unroll
-    for (int q = 0; q < CV / 4; ++q) {
-        const float4 v = *reinterpret_cast<const float4*>(cbf + c0 + 4 * q);
-        bf[4 * q] = v.x; bf[4 * q + 1] = v.y; bf[4 * q + 2] = v.z; bf[4 * q + 3] = v.w;
-        const float4 t = *reinterpret_cast<const float4*>(cbr + c0 + 4 * q);
-        br[4 * q] = t.x; br[4 * q + 1] = t.y; br[4 * q + 2] = t.z; br[4 * q + 3] = t.w;
-    }
+    conv_params(wtf, cbf, d, c0, wf, bf);
+    conv_params(wtr, cbr, d, c0, wr, br);
     const st_t* xrow = x + row * L * (long long)ldx + c0;
     const long long o = row * L * (long long)d + c0;
     cvec_t raw[WIN];                                 // window slot s: row position p0 - (DC-1) + s
@@ -548,6 +538,32 @@ def _conv_module(x: torch.Tensor, d_conv: int, reverse: bool) -> dict:
     return nvrtc_module(_CONV_SOURCE, defines, ("conv_silu", "conv_silu_pair"), device_index(x))
 
 
+def _launch_conv(
+    name: str,
+    x: torch.Tensor,
+    length: int,
+    reverse: bool,
+    outs: tuple[torch.Tensor, ...],
+    convs: tuple[tuple[torch.Tensor, torch.Tensor], ...],
+) -> None:
+    """One conv kernel over x (n*L, d): one thread per (CONV_CHANNELS channels, CONV_TOK positions of a row);
+    args x, the outputs, each conv's (weight transposed to (DC, d), bias), then ntok, L, d, x's row stride."""
+    ntok, d = x.shape
+    d_conv = convs[0][0].shape[-1]
+    assert x.stride(1) == 1 and ntok % length == 0 and d % CONV_CHANNELS == 0
+    assert x.data_ptr() % 16 == 0 and (x.stride(0) * x.element_size()) % 16 == 0
+    assert all(w.shape == convs[0][0].shape and w.numel() == d * d_conv for w, _ in convs)
+    params = []
+    for weight, bias in convs:
+        params += [weight.float().reshape(d, -1).t().contiguous(), bias.float().contiguous()]  # (DC, d), (d,)
+    total = (ntok // length) * cdiv(length, CONV_TOK) * (d // CONV_CHANNELS)
+    _conv_module(x, d_conv, reverse)[name](
+        grid=(cdiv(total, 128), 1, 1),
+        block=(128, 1, 1),
+        args=[x, *outs, *params, ntok, length, d, x.stride(0)],
+    )
+
+
 def conv_silu(
     x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor, length: int, reverse: bool = False
 ) -> torch.Tensor:
@@ -557,28 +573,8 @@ def conv_silu(
     ``reverse``: the conv of each row read backwards (causal in the reversed order), stored in row
     order: ``flip_L(conv_silu(flip_L(x)))`` without the two flipped copies.
     """
-    ntok, d = x.shape
-    vec = CONV_CHANNELS
-    assert x.stride(1) == 1 and ntok % length == 0 and d % vec == 0
-    assert x.data_ptr() % 16 == 0 and (x.stride(0) * x.element_size()) % 16 == 0
-    assert d % 4 == 0
-    k = _conv_module(x, weight.shape[-1], reverse)
-    u = torch.empty(ntok, d, device=x.device, dtype=x.dtype)
-    total = (ntok // length) * cdiv(length, CONV_TOK) * (d // vec)
-    k["conv_silu"](
-        grid=(cdiv(total, 128), 1, 1),
-        block=(128, 1, 1),
-        args=[
-            x,
-            u,
-            weight.float().reshape(d, -1).t().contiguous(),  # (DC, d)
-            bias.float().contiguous(),
-            ntok,
-            length,
-            d,
-            x.stride(0),
-        ],
-    )
+    u = torch.empty(x.shape, device=x.device, dtype=x.dtype)
+    _launch_conv("conv_silu", x, length, reverse, (u,), ((weight, bias),))
     return u
 
 
@@ -587,32 +583,9 @@ def conv_silu_pair(
 ) -> tuple[torch.Tensor, torch.Tensor]:
     """``(conv_silu(x, *conv_f, length), conv_silu(x, *conv_r, length, reverse=True))`` from one read of x
     (bit for bit the same values); ``conv_*`` = (weight (d, d_conv), bias (d,))."""
-    ntok, d = x.shape
-    assert x.stride(1) == 1 and ntok % length == 0 and d % CONV_CHANNELS == 0
-    assert x.data_ptr() % 16 == 0 and (x.stride(0) * x.element_size()) % 16 == 0
-    assert conv_r[0].shape == conv_f[0].shape and conv_f[0].numel() == d * conv_f[0].shape[-1]
-    k = _conv_module(x, conv_f[0].shape[-1], False)
-    u_f = torch.empty(ntok, d, device=x.device, dtype=x.dtype)
+    u_f = torch.empty(x.shape, device=x.device, dtype=x.dtype)
     u_r = torch.empty_like(u_f)
-    total = (ntok // length) * cdiv(length, CONV_TOK) * (d // CONV_CHANNELS)
-    (wf, bf), (wr, br) = conv_f, conv_r
-    k["conv_silu_pair"](
-        grid=(cdiv(total, 128), 1, 1),
-        block=(128, 1, 1),
-        args=[
-            x,
-            u_f,
-            u_r,
-            wf.float().reshape(d, -1).t().contiguous(),  # (DC, d)
-            bf.float().contiguous(),
-            wr.float().reshape(d, -1).t().contiguous(),  # (DC, d)
-            br.float().contiguous(),
-            ntok,
-            length,
-            d,
-            x.stride(0),
-        ],
-    )
+    _launch_conv("conv_silu_pair", x, length, False, (u_f, u_r), (conv_f, conv_r))
     return u_f, u_r
 
 
