@@ -115,6 +115,33 @@ def test_selective_scan_tm_reverse_and_add_match_twin(dtype, n, L, chunk, d, mod
 
 
 @pytest.mark.parametrize("dtype", [torch.float32, torch.bfloat16])
+@pytest.mark.parametrize("n,L,chunk", [(1, 4096, 256), (3, 1000, 64), (2, 300, 32), (2, 77, None)])
+@pytest.mark.parametrize("mode", ["forward", "reverse+add", "no gate"])
+def test_selective_scan_tm_delta_reuse_is_bit_identical(dtype, n, L, chunk, mode):
+    """delta handed from the state pass to the full pass (``reuse_delta``) gives the same bits as the
+    full pass computing it, the last chunk and a single-chunk row (the state pass then runs it) included."""
+    sc = scan_cuda()
+    d, ns, rk = 128, 16, 8
+    p = random_weights(64, d, ns, rk, seed=n * L + 7)
+    g = torch.Generator(device="cuda").manual_seed(L + 2)
+    u = torch.randn(n * L, d, device="cuda", generator=g).to(dtype)
+    z = torch.randn(n * L, 2 * d, device="cuda", generator=g).to(dtype)[:, d:]
+    xdbl = (0.5 * torch.randn(n * L, rk + 2 * ns, device="cuda", generator=g)).to(dtype)
+    add = torch.randn(n * L, d, device="cuda", generator=g).to(dtype) if "add" in mode else None
+    gate = mode != "no gate"
+    A = -torch.exp(p.A_log)
+    outs = [
+        sc.selective_scan_tm(
+            u, z if gate else None, xdbl, p.dt_weight, p.dt_bias, A, p.D, L,
+            chunk=chunk, reverse="reverse" in mode, add=add, gate=gate, reuse_delta=reuse,
+        )
+        for reuse in (False, True)
+    ]  # fmt: skip
+    assert torch.isfinite(outs[1]).all()
+    assert torch.equal(outs[0], outs[1])
+
+
+@pytest.mark.parametrize("dtype", [torch.float32, torch.bfloat16])
 @pytest.mark.parametrize("reverse", [False, True])
 def test_conv_silu_matches_twin(dtype, reverse):
     sc = scan_cuda()

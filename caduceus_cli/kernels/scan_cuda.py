@@ -25,6 +25,9 @@ rows x channel blocks do not fill the GPU (long single sequences), positions are
 chunks: ``scan_state`` runs chunks 0..K-2 from a zero state and keeps their end state and
 summed delta (the chunk's decay is exp(A * sum(delta))); ``scan_combine`` carries the true
 start state across chunks; ``scan_full`` reruns every chunk from its start state and writes y.
+With many chunks the state pass also runs the last one and writes delta (float32) for every
+position, which ``scan_full`` reads instead of recomputing the dt projection and softplus
+(``reuse_delta``: ~22% fewer instructions in its position loop, 2 fewer MUFU operations).
 Optionally the first NPOLY of the 16 decays use a degree-5 polynomial on the FMA pipe instead of
 the MUFU ex2 unit (``CADUCEUS_SCAN_NPOLY``; default 0: on the H100 it gained nothing, the kernel
 being latency/issue bound rather than exp bound). Measurements and the floor: bench/README.md.
@@ -259,19 +262,23 @@ constexpr int kUnroll = UNR;
 // One chunk of one sequence for CH channels. FULL: start from hbuf (chunk > 0) and write y;
 // else: start from zero, write the end state to hbuf[b, k] and sum(delta) to Sbuf[b, k].
 // ADD: ya (may be y itself) added to C.h + D u before the gate; GATE: times silu(z), else z is not
-// read. rev: the row is walked backwards (step q reads and writes row position L-1-q; chunks and
-// states follow the walk), all tensors stay in row order.
-template <bool FULL, bool ADD, bool GATE>
+// read. DOUT: delta (float32, (n*L, d)) written to dl; DIN: delta read from dl (staged like u) instead
+// of computed, and only B | C of xdbl staged. rev: the row is walked backwards (step q reads and
+// writes row position L-1-q; chunks and states follow the walk), all tensors stay in row order.
+template <bool FULL, bool ADD, bool GATE, bool DIN, bool DOUT>
 __device__ __forceinline__ void scan_chunk(
     const st_t* u, const st_t* __restrict__ z, const st_t* __restrict__ xd, st_t* y, const st_t* ya,
     const float* __restrict__ Wdt, const float* __restrict__ dtb, const float* __restrict__ A2,
-    const float* __restrict__ Dp, float* __restrict__ hbuf, float* __restrict__ Sbuf,
+    const float* __restrict__ Dp, float* __restrict__ hbuf, float* __restrict__ Sbuf, float* dl,
     int L, int d, int chunk, int K, int ldz, int rev) {
+    constexpr int XO = DIN ? RK : 0;                  // first staged xdbl column
+    constexpr int XS = XW - XO;                       // staged xdbl columns per position
     __shared__ __align__(16) st_t us[2][TT][CH];
     constexpr bool ZT = FULL && GATE;                 // z tiles staged
     __shared__ __align__(16) st_t zs[ZT ? 2 : 1][ZT ? TT : 1][CH];
     __shared__ __align__(16) st_t as[ADD ? 2 : 1][ADD ? TT : 1][CH];
-    __shared__ __align__(16) float xs[2][TT][XW];
+    __shared__ __align__(16) float ds[DIN ? 2 : 1][DIN ? TT : 1][CH];
+    __shared__ __align__(16) float xs[2][TT][XS];
 
     const int tid = threadIdx.x;
     const int c0 = blockIdx.x * CH;
@@ -286,10 +293,10 @@ __device__ __forceinline__ void scan_chunk(
 
     float w[RK], a2[NS], h[NS];
 #pragma unroll
-    for (int r = 0; r < RK; ++r) w[r] = Wdt[ch * RK + r];
+    for (int r = 0; r < (DIN ? 0 : RK); ++r) w[r] = Wdt[ch * RK + r];
 #pragma unroll
     for (int n = 0; n < NS; ++n) a2[n] = A2[ch * NS + n];
-    const float bias = dtb[ch];
+    const float bias = DIN ? 0.f : dtb[ch];
     const float Dv = FULL ? Dp[ch] : 0.f;
     if (FULL && k > 0) {
         const float* hs = hbuf + ((long long)(b * K + k - 1) * d + ch) * NS;
@@ -302,7 +309,7 @@ __device__ __forceinline__ void scan_chunk(
     float S = 0.f;
 
     constexpr int VPR = CH / VEC;                  // 16-byte vectors per row of a u / z tile
-    constexpr int XPT = (TT * XW + CH - 1) / CH;   // xdbl elements per thread per tile
+    constexpr int XPT = (TT * XS + CH - 1) / CH;   // staged xdbl elements per thread per tile
     st_t xreg[XPT];  // next tile's xdbl, raw: converted in store_x, so the loads' latency hides under this tile's steps
 
     auto issue_uz = [&](int tile, int buf) {
@@ -317,6 +324,12 @@ __device__ __forceinline__ void scan_chunk(
                 if (ADD) cp_async16(&as[ADD ? buf : 0][ADD ? r : 0][c], ya + tok * d + c0 + c);
             }
         }
+        if (DIN) {
+            for (int v = tid; v < TT * (CH / 4); v += CH) {   // delta: float, 4 per 16-byte vector
+                const int r = v / (CH / 4), c = (v - r * (CH / 4)) * 4;
+                if (r < rows) cp_async16(&ds[DIN ? buf : 0][DIN ? r : 0][c], dl + at(tb + r) * d + c0 + c);
+            }
+        }
         cp_commit();
     };
     auto load_x = [&](int tile) {
@@ -325,18 +338,20 @@ __device__ __forceinline__ void scan_chunk(
 #pragma unroll
         for (int j = 0; j < XPT; ++j) {
             const int e = tid + j * CH;
-            const int r = e / XW, c = e - r * XW;
-            xreg[j] = (e < TT * XW && r < rows) ? xd[at(tb + r) * XW + c] : (st_t)0;
+            const int r = e / XS, c = e - r * XS;
+            xreg[j] = (e < TT * XS && r < rows) ? xd[at(tb + r) * XW + XO + c] : (st_t)0;
         }
     };
     auto store_x = [&](int buf) {
 #pragma unroll
         for (int j = 0; j < XPT; ++j) {
             const int e = tid + j * CH;
-            if (e < TT * XW) xs[buf][e / XW][e % XW] = tof(xreg[j]);
+            if (e < TT * XS) xs[buf][e / XS][e % XS] = tof(xreg[j]);
         }
     };
 
+    float* dout = DOUT ? dl + at(t0) * d + ch : nullptr;   // this channel's delta at each step of the walk
+    const long long dstep = rev ? -(long long)d : (long long)d;
     issue_uz(0, 0);
     load_x(0);
     store_x(0);
@@ -349,11 +364,17 @@ __device__ __forceinline__ void scan_chunk(
         const int rows = min(TT, t1 - (t0 + it * TT));
 #pragma unroll kUnroll
         for (int t = 0; t < rows; ++t) {
-            const float* xr = xs[cur][t];           // dt_low | B | C of step t: broadcast reads
-            float dp[4] = {bias, 0.f, 0.f, 0.f};    // dt projection in 4 independent chains
+            const float* xr = xs[cur][t];           // [dt_low |] B | C of step t: broadcast reads
+            float delta;
+            if constexpr (DIN) {
+                delta = ds[DIN ? cur : 0][DIN ? t : 0][tid];
+            } else {
+                float dp[4] = {bias, 0.f, 0.f, 0.f};    // dt projection in 4 independent chains
 #pragma unroll
-            for (int r = 0; r < RK; ++r) dp[r & 3] = fmaf(w[r], xr[r], dp[r & 3]);
-            const float delta = softplus((dp[0] + dp[1]) + (dp[2] + dp[3]));
+                for (int r = 0; r < RK; ++r) dp[r & 3] = fmaf(w[r], xr[r], dp[r & 3]);
+                delta = softplus((dp[0] + dp[1]) + (dp[2] + dp[3]));
+            }
+            if constexpr (DOUT) { *dout = delta; dout += dstep; }
             const float uu = tof(us[cur][t][tid]);
             const float du = delta * uu;
             float acc[4] = {0.f, 0.f, 0.f, 0.f};
@@ -361,8 +382,8 @@ __device__ __forceinline__ void scan_chunk(
             for (int n = 0; n < NS; ++n) {
                 const float e = delta * a2[n];
                 const float dA = (n < NPOLY) ? ex2_poly(e) : ex2(e);
-                h[n] = fmaf(dA, h[n], du * xr[RK + n]);
-                if (FULL) acc[n & 3] = fmaf(h[n], xr[RK + NS + n], acc[n & 3]);
+                h[n] = fmaf(dA, h[n], du * xr[RK - XO + n]);
+                if (FULL) acc[n & 3] = fmaf(h[n], xr[RK - XO + NS + n], acc[n & 3]);
             }
             if (FULL) {
                 float yv = fmaf(uu, Dv, (acc[0] + acc[1]) + (acc[2] + acc[3]));
@@ -392,20 +413,23 @@ __device__ __forceinline__ void scan_chunk(
     }
 }
 
-// WITH_ADD, WITH_GATE (defines: the y_f and z tiles take shared memory only in the modules that use them)
+// WITH_ADD, WITH_GATE, WITH_DELTA (defines: the y_f, z and delta tiles take shared memory only in the
+// modules that use them). WITH_DELTA: scan_state writes every chunk's delta to dl, scan_full reads it.
 extern "C" __global__ void __launch_bounds__(CH, MINB) scan_full(
     const st_t* u, const st_t* __restrict__ z, const st_t* __restrict__ xd, st_t* y, const st_t* ya,
     const float* __restrict__ Wdt, const float* __restrict__ dtb, const float* __restrict__ A2,
-    const float* __restrict__ Dp, float* __restrict__ hbuf, float* __restrict__ Sbuf,
+    const float* __restrict__ Dp, float* __restrict__ hbuf, float* __restrict__ Sbuf, const float* __restrict__ dl,
     int L, int d, int chunk, int K, int ldz, int rev) {
-    scan_chunk<true, (bool)WITH_ADD, (bool)WITH_GATE>(u, z, xd, y, ya, Wdt, dtb, A2, Dp, hbuf, Sbuf, L, d, chunk, K, ldz, rev);
+    scan_chunk<true, (bool)WITH_ADD, (bool)WITH_GATE, (bool)WITH_DELTA, false>(
+        u, z, xd, y, ya, Wdt, dtb, A2, Dp, hbuf, Sbuf, const_cast<float*>(dl), L, d, chunk, K, ldz, rev);
 }
 
 extern "C" __global__ void __launch_bounds__(CH, MINB) scan_state(
     const st_t* u, const st_t* __restrict__ xd,
     const float* __restrict__ Wdt, const float* __restrict__ dtb, const float* __restrict__ A2,
-    float* __restrict__ hbuf, float* __restrict__ Sbuf, int L, int d, int chunk, int K, int rev) {
-    scan_chunk<false, false, false>(u, u, xd, nullptr, nullptr, Wdt, dtb, A2, nullptr, hbuf, Sbuf, L, d, chunk, K, d, rev);
+    float* __restrict__ hbuf, float* __restrict__ Sbuf, float* __restrict__ dl, int L, int d, int chunk, int K, int rev) {
+    scan_chunk<false, false, false, false, (bool)WITH_DELTA>(
+        u, u, xd, nullptr, nullptr, Wdt, dtb, A2, nullptr, hbuf, Sbuf, dl, L, d, chunk, K, d, rev);
 }
 
 // hbuf[b, k] (end state of chunk k from zero) -> the true state at the end of chunk k, k < K-1.
@@ -466,11 +490,13 @@ CONV_TOK = 8  # positions per thread of conv_silu (TOK in the source)
 COMBINE_WARPS = 16  # warps per block of scan_combine, one segment of chunks each (CW in the source)
 # positions per shared-memory tile (bf16 / float32 storage)
 TT_BF16, TT_F32 = int(os.environ.get("CADUCEUS_SCAN_TILE", "16")), 16
-# with ``add`` at most (bf16, float32): double-buffered u, z and y_f tiles within 48 KiB of static shared memory
-TT_ADD_MAX = {torch.bfloat16: 16, torch.float32: 8}
+STATIC_SMEM = 48 * 1024  # static shared memory per block: the tiles must fit it (``fit_tile``)
 DEFAULT_NPOLY = int(os.environ.get("CADUCEUS_SCAN_NPOLY", "0"))  # measured: bench/results/scan_fused_h100.json
 DEFAULT_UNROLL = int(os.environ.get("CADUCEUS_SCAN_UNROLL", "1"))
 DEFAULT_MIN_BLOCKS = int(os.environ.get("CADUCEUS_SCAN_MINB", "4"))  # __launch_bounds__ minimum blocks per SM (bf16)
+# chunks per row from which the state pass hands delta to the full pass (it then runs the last chunk too,
+# 1 / (K-1) more of its work, against the dt projection and softplus of every full-pass position)
+DELTA_MIN_CHUNKS = int(os.environ.get("CADUCEUS_SCAN_DELTA_MIN_CHUNKS", "8"))
 
 
 def _cuda_kernel_api():
@@ -589,6 +615,21 @@ def conv_silu_pair(
     return u_f, u_r
 
 
+def fit_tile(tt: int, esz: int, ch: int, ns: int, rk: int, gate: bool, add: bool, delta: bool) -> int:
+    """The largest tile of at most ``tt`` positions (halving) whose double-buffered shared-memory tiles
+    fit ``STATIC_SMEM`` in both scan kernels: u, z (gate), y_f (add) as storage type, delta and the
+    staged xdbl columns (B | C with delta, else dt_low | B | C) as float; unused tiles take one row."""
+
+    def smem(t: int, full: bool) -> int:
+        rows = [2 * t, 2 * t if full and gate else 1, 2 * t if full and add else 1]
+        xs_cols = 2 * ns if full and delta else rk + 2 * ns
+        return sum(rows) * ch * esz + (2 * t if full and delta else 1) * ch * 4 + 2 * t * xs_cols * 4
+
+    while tt > 1 and max(smem(tt, True), smem(tt, False)) > STATIC_SMEM:
+        tt //= 2
+    return tt
+
+
 def pick_chunk(nseq: int, d: int, length: int, tt: int, ch: int) -> int:
     """Positions per chunk: whole rows when rows x channel blocks make two blocks per SM or more,
     else enough chunks for about eight blocks per SM (tile multiples)."""
@@ -618,6 +659,7 @@ def selective_scan_tm(
     reverse: bool = False,
     add: torch.Tensor | None = None,
     gate: bool = True,
+    reuse_delta: bool | None = None,
 ) -> torch.Tensor:
     """Selective scan on token-major tensors (twin: ``mixer_ref.selective_scan_tm_ref``).
 
@@ -626,7 +668,10 @@ def selective_scan_tm(
     rounded once. ``add`` (n*L, d): optional, may be ``out``. ``gate=False``: no silu(z) factor (z may be
     None; no ``add``). ``out`` may be ``u`` (y written over u). ``chunk``: positions per chunk (default from
     ``pick_chunk``). ``reverse``: each row is scanned from its last position to its first (all tensors
-    in row order: ``flip_L(scan(flip_L(...)))``).
+    in row order: ``flip_L(scan(flip_L(...)))``). ``reuse_delta``: the state pass writes delta (float32,
+    4 * d bytes per token, freed on return) for every chunk and the full pass reads it instead of
+    recomputing the dt projection and softplus (same values, bit for bit); default: when the row is cut
+    into ``DELTA_MIN_CHUNKS`` chunks or more (the state pass then also runs the last chunk).
     """
     ntok, d = u.shape
     ns, rk = A.shape[1], dt_weight.shape[1]
@@ -642,9 +687,14 @@ def selective_scan_tm(
     assert add is None or add.data_ptr() % 16 == 0
     ch = _block_channels(d)
     tt = tile or (TT_BF16 if u.dtype == torch.bfloat16 else TT_F32)
-    tt = tt if add is None else min(tt, TT_ADD_MAX[u.dtype])
     minb = min_blocks or (DEFAULT_MIN_BLOCKS if u.dtype == torch.bfloat16 else 1)
     npoly = min(ns, DEFAULT_NPOLY if npoly is None else npoly)
+    chunk = min(length, chunk or pick_chunk(n, d, length, tt, ch))
+    if chunk < length and chunk % tt:
+        raise ValueError(f"chunk {chunk} is not a multiple of the tile {tt}")
+    K = cdiv(length, chunk)
+    reuse = K >= DELTA_MIN_CHUNKS if reuse_delta is None else reuse_delta
+    tt = fit_tile(tt, esz, ch, ns, rk, gate, add is not None, reuse)  # a divisor of tt: chunk stays a multiple
     k = nvrtc_module(
         _SCAN_SOURCE,
         (
@@ -658,37 +708,36 @@ def selective_scan_tm(
             ("MINB", minb),
             ("WITH_ADD", int(add is not None)),
             ("WITH_GATE", int(gate)),
+            ("WITH_DELTA", int(reuse)),
             ("CW", COMBINE_WARPS),
         ),
         ("scan_full", "scan_state", "scan_combine"),
         device_index(u),
     )
-    chunk = min(length, chunk or pick_chunk(n, d, length, tt, ch))
-    if chunk < length and chunk % tt:
-        raise ValueError(f"chunk {chunk} is not a multiple of the tile {tt}")
-    K = cdiv(length, chunk)
     y = torch.empty_like(u) if out is None else out
     Wdt = dt_weight.float().contiguous()
     dtb = dt_bias.float().contiguous()
     A2 = (A.float() * LOG2E).contiguous()
     Dp = D.float().contiguous()
-    if K > 1:
+    hbuf = Sbuf = delta = A2  # placeholders: not read
+    if reuse:
+        delta = torch.empty(ntok, d, device=u.device, dtype=torch.float32)
+    if K > 1 or reuse:
         hbuf = torch.empty(n, K, d, ns, device=u.device, dtype=torch.float32)
         Sbuf = torch.empty(n, K, d, device=u.device, dtype=torch.float32)
-        k["scan_state"](
-            grid=(d // ch, K - 1, n),
+        k["scan_state"](  # chunks 0..K-2 (their end states); all K when it writes delta
+            grid=(d // ch, K if reuse else K - 1, n),
             block=(ch, 1, 1),
-            args=[u, xdbl, Wdt, dtb, A2, hbuf, Sbuf, length, d, chunk, K, int(reverse)],
+            args=[u, xdbl, Wdt, dtb, A2, hbuf, Sbuf, delta, length, d, chunk, K, int(reverse)],
         )
+    if K > 1:
         k["scan_combine"](
             grid=(cdiv(n * d * ns, 32), 1, 1), block=(32 * COMBINE_WARPS, 1, 1), args=[hbuf, Sbuf, A2, n, d, K]
         )
-    else:
-        hbuf = Sbuf = A2  # not read
     k["scan_full"](
         grid=(d // ch, K, n),
         block=(ch, 1, 1),
-        args=[u, z, xdbl, y, y if add is None else add, Wdt, dtb, A2, Dp, hbuf, Sbuf]
+        args=[u, z, xdbl, y, y if add is None else add, Wdt, dtb, A2, Dp, hbuf, Sbuf, delta]
         + [length, d, chunk, K, z.stride(0), int(reverse)],
     )
     return y
@@ -705,7 +754,9 @@ def bimamba_rows(rows: torch.Tensor, length: int, pf, pr, out: torch.Tensor | No
     flipped. Both directions' convs run from one read of x (``conv_silu_pair``); the forward scan
     leaves its output ungated and the reverse one gates the sum (silu(z) multiplies both at the same
     token). Intermediates: x | z, u_f (y_f, then the gated sum, is written over it),
-    u_r and the two xdbl: about 4 * d_inner elements per token at the peak. ``out``: optional (n*L, D) destination.
+    u_r and the two xdbl: about 4 * d_inner elements per token at the peak, plus one direction's delta
+    (float32, 2 * d_inner elements' worth) while a scan of rows cut into many chunks runs (``reuse_delta``).
+    ``out``: optional (n*L, D) destination.
     """
     dt = rows.dtype
     d = pf.d_inner
