@@ -70,6 +70,22 @@ def test_every_ps_layer_is_rc_equivariant(fused):
         assert rel(model.lm_head(rc_hidden(h)), logits.flip(1)[..., COMP]) < 1e-5
 
 
+def test_ps_embedding_and_lm_head_match_their_literal_definitions():
+    """The PS embedding (one lookup in a (V, 2D) table) is bit for bit cat([E(ids), RC(E(RC(ids)))]);
+    the PS LM head (flip folded into its weight) is h1 @ W.T + flip_C(h2) @ W[complement].T."""
+    model = perturbed_model(True)
+    emb, head = model.caduceus.backbone.embeddings.word_embeddings, model.lm_head
+    ids = random_ids(3, 50)
+    with torch.no_grad():
+        E = emb.embedding
+        assert torch.equal(emb(ids), torch.cat([E(ids), rc_hidden(E(reverse_complement_ids(ids)))], dim=-1))
+        w = head.lm_head.weight  # (V, D)
+        d = w.shape[1]
+        h = torch.randn(3, 50, 2 * d)
+        literal = h[..., :d] @ w.t() + h[..., d:].flip(-1) @ w[COMP].t()
+        assert rel(head(h), literal) < 1e-6
+
+
 @pytest.mark.parametrize("strategy", ["add", "ew_multiply"])
 def test_whole_ps_model_is_rc_equivariant(strategy):
     model = perturbed_model(True, strategy=strategy, n_layer=3)

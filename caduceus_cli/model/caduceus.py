@@ -58,8 +58,12 @@ class RCPSEmbedding(nn.Module):
         self.embedding = nn.Embedding(cfg.padded_vocab_size, cfg.d_model)
 
     def forward(self, ids: torch.Tensor) -> torch.Tensor:
-        rc_ids = self.complement_map[ids.flip(-1)]  # (B, L)
-        return torch.cat([self.embedding(ids), rc_hidden(self.embedding(rc_ids))], dim=-1)  # (B, L, 2D)
+        # RC(E(RC(ids))) at position l is flip_C(E[complement[ids[l]]]) (the two length flips cancel), so
+        # one lookup in a (V, 2D) table whose row v is [E[v], flip_C(E[complement[v]])] gives the same
+        # values as the two lookups, the flips and the concatenation, with one write of the output
+        E = self.embedding.weight  # (V, D)
+        table = torch.cat([E, E[self.complement_map].flip(-1)], dim=-1)  # (V, 2D)
+        return F.embedding(ids, table)  # (B, L, 2D)
 
 
 class Embeddings(nn.Module):
@@ -229,10 +233,10 @@ class RCPSLMHead(nn.Module):
         self.lm_head = nn.Linear(cfg.d_model, cfg.padded_vocab_size, bias=False)
 
     def forward(self, h: torch.Tensor) -> torch.Tensor:
-        d = h.shape[-1] // 2
-        w = self.lm_head.weight
-        both = torch.cat([h[..., :d], h[..., d:].flip(-1)], dim=-1)  # (B, L, 2D)
-        return F.linear(both, torch.cat([w, w[self.complement_map]], dim=1))  # one matmul, (B, L, V)
+        w = self.lm_head.weight  # (V, D)
+        # flip_C(h2) @ W[complement].T == h2 @ flip_C(W[complement]).T: the flip goes into the (V, 2D)
+        # weight, so h (B, L, 2D) is read once by one matmul, with no flipped copy of it
+        return F.linear(h, torch.cat([w, w[self.complement_map].flip(-1)], dim=1))  # (B, L, V)
 
 
 class CaduceusInner(nn.Module):
