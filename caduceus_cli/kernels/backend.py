@@ -42,7 +42,8 @@ class Backend:
     # both directions of a BiMamba ("add") on token-major rows, summed, out_proj applied
     # (kernels/mixer_numba.bimamba_rows on the CPU, kernels/scan_cuda.bimamba_rows on a GPU; twin:
     # mixer_ref.bimamba_rows_ref), used for inference by BiMamba.forward / forward_split where
-    # bimamba_rows_supports(d_inner, dtype, device) says so; None: per direction, the literal flips
+    # bimamba_rows_supports(d_inner, dtype, device) says so; None: per direction, the literal flips.
+    # (rows (n*L, D), L, pf, pr, out=None, max_rows=None): max_rows rows at a time, weights prepared once
     bimamba_rows: Callable[..., torch.Tensor] | None = None
     bimamba_rows_supports: Callable[[int, torch.dtype, torch.device], bool] = lambda d_inner, dtype, device: False
 

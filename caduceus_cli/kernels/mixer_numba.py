@@ -31,7 +31,7 @@ import numpy as np
 import torch
 
 from caduceus_cli.kernels.cpu_buffers import as_numpy, fresh, scratch
-from caduceus_cli.kernels.mixer_ref import MixerWeights
+from caduceus_cli.kernels.mixer_ref import MixerWeights, in_row_groups
 from caduceus_cli.kernels.vmath_numba import (
     FASTMATH,
     LOG2E,
@@ -213,13 +213,26 @@ if nb is not None:
 
 
 def bimamba_rows(
-    rows: torch.Tensor, length: int, pf: MixerWeights, pr: MixerWeights, out: torch.Tensor | None = None
+    rows: torch.Tensor,
+    length: int,
+    pf: MixerWeights,
+    pr: MixerWeights,
+    out: torch.Tensor | None = None,
+    max_rows: int | None = None,
 ) -> torch.Tensor:
     """Both directions of a BiMamba, summed, then out_proj: rows (n*L, D) float32 -> (n*L, D).
 
     ``pf`` / ``pr``: the forward / reverse Mamba's weights (in_proj and out_proj tied: pf's are used).
-    ``out``: optional (n*L, D) destination. Inference only (no autograd).
+    ``out``: optional (n*L, D) destination. ``max_rows``: rows go through in groups of at most this
+    many (bounding the intermediates). Inference only (no autograd).
     """
+    new_out = lambda: fresh((rows.shape[0], pf.out_proj.shape[0]))  # noqa: E731
+    return in_row_groups(lambda r, o: _bimamba_group(r, length, pf, pr, o), rows, length, max_rows, out, new_out)
+
+
+def _bimamba_group(
+    rows: torch.Tensor, length: int, pf: MixerWeights, pr: MixerWeights, out: torch.Tensor | None
+) -> torch.Tensor:
     di = pf.d_inner
     nl = rows.shape[0]
     with torch.no_grad():

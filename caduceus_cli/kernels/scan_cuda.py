@@ -39,8 +39,12 @@ from __future__ import annotations
 
 import functools
 import os
+from dataclasses import dataclass
+from typing import Any
 
 import torch
+
+from caduceus_cli.kernels.mixer_ref import in_row_groups
 
 LOG2E = 1.4426950408889634
 
@@ -564,29 +568,35 @@ def _conv_module(x: torch.Tensor, d_conv: int, reverse: bool) -> dict:
     return nvrtc_module(_CONV_SOURCE, defines, ("conv_silu", "conv_silu_pair"), device_index(x))
 
 
+ConvParams = tuple[torch.Tensor, torch.Tensor]  # (weight transposed to (d_conv, d), bias (d,)), float32
+
+
+def conv_params(weight: torch.Tensor, bias: torch.Tensor) -> ConvParams:
+    """A conv's weight (d, d_conv) and bias (d,) as the conv kernels read them: (d_conv, d) and (d,), float32."""
+    d = weight.shape[0]
+    return weight.float().reshape(d, -1).t().contiguous(), bias.float().contiguous()  # (DC, d), (d,)
+
+
 def _launch_conv(
     name: str,
     x: torch.Tensor,
     length: int,
     reverse: bool,
     outs: tuple[torch.Tensor, ...],
-    convs: tuple[tuple[torch.Tensor, torch.Tensor], ...],
+    convs: tuple[ConvParams, ...],
 ) -> None:
     """One conv kernel over x (n*L, d): one thread per (CONV_CHANNELS channels, CONV_TOK positions of a row);
-    args x, the outputs, each conv's (weight transposed to (DC, d), bias), then ntok, L, d, x's row stride."""
+    args x, the outputs, each conv's ``conv_params``, then ntok, L, d, x's row stride."""
     ntok, d = x.shape
-    d_conv = convs[0][0].shape[-1]
+    d_conv = convs[0][0].shape[0]
     assert x.stride(1) == 1 and ntok % length == 0 and d % CONV_CHANNELS == 0
     assert x.data_ptr() % 16 == 0 and (x.stride(0) * x.element_size()) % 16 == 0
-    assert all(w.shape == convs[0][0].shape and w.numel() == d * d_conv for w, _ in convs)
-    params = []
-    for weight, bias in convs:
-        params += [weight.float().reshape(d, -1).t().contiguous(), bias.float().contiguous()]  # (DC, d), (d,)
+    assert all(w.shape == (d_conv, d) and w.is_contiguous() and b.shape == (d,) for w, b in convs)
     total = (ntok // length) * cdiv(length, CONV_TOK) * (d // CONV_CHANNELS)
     _conv_module(x, d_conv, reverse)[name](
         grid=(cdiv(total, 128), 1, 1),
         block=(128, 1, 1),
-        args=[x, *outs, *params, ntok, length, d, x.stride(0)],
+        args=[x, *outs, *(t for conv in convs for t in conv), ntok, length, d, x.stride(0)],
     )
 
 
@@ -600,7 +610,7 @@ def conv_silu(
     order: ``flip_L(conv_silu(flip_L(x)))`` without the two flipped copies.
     """
     u = torch.empty(x.shape, device=x.device, dtype=x.dtype)
-    _launch_conv("conv_silu", x, length, reverse, (u,), ((weight, bias),))
+    _launch_conv("conv_silu", x, length, reverse, (u,), (conv_params(weight, bias),))
     return u
 
 
@@ -609,6 +619,12 @@ def conv_silu_pair(
 ) -> tuple[torch.Tensor, torch.Tensor]:
     """``(conv_silu(x, *conv_f, length), conv_silu(x, *conv_r, length, reverse=True))`` from one read of x
     (bit for bit the same values); ``conv_*`` = (weight (d, d_conv), bias (d,))."""
+    return _conv_pair(x, conv_params(*conv_f), conv_params(*conv_r), length)
+
+
+def _conv_pair(
+    x: torch.Tensor, conv_f: ConvParams, conv_r: ConvParams, length: int
+) -> tuple[torch.Tensor, torch.Tensor]:
     u_f = torch.empty(x.shape, device=x.device, dtype=x.dtype)
     u_r = torch.empty_like(u_f)
     _launch_conv("conv_silu_pair", x, length, False, (u_f, u_r), (conv_f, conv_r))
@@ -641,6 +657,21 @@ def pick_chunk(nseq: int, d: int, length: int, tt: int, ch: int) -> int:
     return cdiv(cdiv(length, k), tt) * tt
 
 
+@dataclass(frozen=True)
+class ScanWeights:
+    """One direction's scan parameters as the scan kernels read them (float32, contiguous)."""
+
+    dt_weight: torch.Tensor  # (d, R)
+    dt_bias: torch.Tensor  # (d,)
+    A2: torch.Tensor  # (d, N): A * log2(e), so that exp(delta A) = ex2(delta A2)
+    D: torch.Tensor  # (d,)
+
+    @staticmethod
+    def of(dt_weight: torch.Tensor, dt_bias: torch.Tensor, A: torch.Tensor, D: torch.Tensor) -> ScanWeights:
+        f = lambda t: t.float().contiguous()  # noqa: E731
+        return ScanWeights(f(dt_weight), f(dt_bias), (A.float() * LOG2E).contiguous(), f(D))
+
+
 def selective_scan_tm(
     u: torch.Tensor,
     z: torch.Tensor | None,
@@ -649,6 +680,23 @@ def selective_scan_tm(
     dt_bias: torch.Tensor,
     A: torch.Tensor,
     D: torch.Tensor,
+    length: int,
+    **options: Any,
+) -> torch.Tensor:
+    """Selective scan on token-major tensors (twin: ``mixer_ref.selective_scan_tm_ref``).
+
+    u (n*L, d) dense, z (n*L, d) (row stride may exceed d), xdbl (n*L, R + 2N) = [dt_low | B | C];
+    delta = softplus(dt_low @ dt_weight^T + dt_bias); A (d, N); y = (C.h + D*u + add) * silu(z) -> (n*L, d),
+    rounded once. ``options``: those of ``scan_prepared``.
+    """
+    return scan_prepared(u, z, xdbl, ScanWeights.of(dt_weight, dt_bias, A, D), length, **options)
+
+
+def scan_prepared(
+    u: torch.Tensor,
+    z: torch.Tensor | None,
+    xdbl: torch.Tensor,
+    weights: ScanWeights,
     length: int,
     chunk: int | None = None,
     npoly: int | None = None,
@@ -661,11 +709,9 @@ def selective_scan_tm(
     gate: bool = True,
     reuse_delta: bool | None = None,
 ) -> torch.Tensor:
-    """Selective scan on token-major tensors (twin: ``mixer_ref.selective_scan_tm_ref``).
+    """``selective_scan_tm`` with its weights prepared (``ScanWeights``).
 
-    u (n*L, d) dense, z (n*L, d) (row stride may exceed d), xdbl (n*L, R + 2N) = [dt_low | B | C];
-    delta = softplus(dt_low @ dt_weight^T + dt_bias); A (d, N); y = (C.h + D*u + add) * silu(z) -> (n*L, d),
-    rounded once. ``add`` (n*L, d): optional, may be ``out``. ``gate=False``: no silu(z) factor (z may be
+    ``add`` (n*L, d): optional, may be ``out``. ``gate=False``: no silu(z) factor (z may be
     None; no ``add``). ``out`` may be ``u`` (y written over u). ``chunk``: positions per chunk (default from
     ``pick_chunk``). ``reverse``: each row is scanned from its last position to its first (all tensors
     in row order: ``flip_L(scan(flip_L(...)))``). ``reuse_delta``: the state pass writes delta (float32,
@@ -674,7 +720,7 @@ def selective_scan_tm(
     into ``DELTA_MIN_CHUNKS`` chunks or more (the state pass then also runs the last chunk).
     """
     ntok, d = u.shape
-    ns, rk = A.shape[1], dt_weight.shape[1]
+    ns, rk = weights.A2.shape[1], weights.dt_weight.shape[1]
     n = ntok // length
     esz = u.element_size()
     z = z if gate else u  # not read without the gate
@@ -715,10 +761,7 @@ def selective_scan_tm(
         device_index(u),
     )
     y = torch.empty_like(u) if out is None else out
-    Wdt = dt_weight.float().contiguous()
-    dtb = dt_bias.float().contiguous()
-    A2 = (A.float() * LOG2E).contiguous()
-    Dp = D.float().contiguous()
+    Wdt, dtb, A2, Dp = weights.dt_weight, weights.dt_bias, weights.A2, weights.D
     hbuf = Sbuf = delta = A2  # placeholders: not read
     if reuse:
         delta = torch.empty(ntok, d, device=u.device, dtype=torch.float32)
@@ -743,7 +786,37 @@ def selective_scan_tm(
     return y
 
 
-def bimamba_rows(rows: torch.Tensor, length: int, pf, pr, out: torch.Tensor | None = None) -> torch.Tensor:
+@dataclass(frozen=True)
+class RowsWeights:
+    """A BiMamba's weights as ``bimamba_rows`` uses them, derived once per call and shared by its row groups."""
+
+    in_proj: torch.Tensor  # (2 d, D), the rows' dtype (tied: the forward direction's)
+    conv_f: ConvParams
+    conv_r: ConvParams
+    x_proj_f: torch.Tensor  # (R + 2N, d), the rows' dtype
+    x_proj_r: torch.Tensor
+    scan_f: ScanWeights
+    scan_r: ScanWeights
+    out_proj: torch.Tensor  # (D, d), the rows' dtype (tied)
+
+    @staticmethod
+    def of(pf, pr, dtype: torch.dtype) -> RowsWeights:
+        scan = lambda p: ScanWeights.of(p.dt_weight, p.dt_bias, -torch.exp(p.A_log.float()), p.D)  # noqa: E731
+        return RowsWeights(
+            pf.in_proj.to(dtype),
+            conv_params(pf.conv_weight, pf.conv_bias),
+            conv_params(pr.conv_weight, pr.conv_bias),
+            pf.x_proj.to(dtype),
+            pr.x_proj.to(dtype),
+            scan(pf),
+            scan(pr),
+            pf.out_proj.to(dtype),
+        )
+
+
+def bimamba_rows(
+    rows: torch.Tensor, length: int, pf, pr, out: torch.Tensor | None = None, max_rows: int | None = None
+) -> torch.Tensor:
     """Both directions of a BiMamba ("add"), summed, then out_proj: rows (n*L, D) -> (n*L, D).
 
     ``pf`` / ``pr``: the forward / reverse direction's ``mixer_ref.MixerWeights`` (in_proj and out_proj
@@ -756,23 +829,25 @@ def bimamba_rows(rows: torch.Tensor, length: int, pf, pr, out: torch.Tensor | No
     token). Intermediates: x | z, u_f (y_f, then the gated sum, is written over it),
     u_r and the two xdbl: about 4 * d_inner elements per token at the peak, plus one direction's delta
     (float32, 2 * d_inner elements' worth) while a scan of rows cut into many chunks runs (``reuse_delta``).
-    ``out``: optional (n*L, D) destination.
+    ``out``: optional (n*L, D) destination. ``max_rows``: rows go through in groups of at most this many
+    (bounding the intermediates), the weights cast and laid out once for all of them.
     """
-    dt = rows.dtype
-    d = pf.d_inner
-    xz = torch.mm(rows, pf.in_proj.to(dt).t())  # (n*L, 2d): x | z
+    w = RowsWeights.of(pf, pr, rows.dtype)
+    return in_row_groups(
+        lambda r, o: _bimamba_group(r, length, w, o), rows, length, max_rows, out, lambda: torch.empty_like(rows)
+    )
+
+
+def _bimamba_group(rows: torch.Tensor, length: int, w: RowsWeights, out: torch.Tensor | None) -> torch.Tensor:
+    d = w.scan_f.D.shape[0]
+    xz = torch.mm(rows, w.in_proj.t())  # (n*L, 2d): x | z
     x, z = xz[:, :d], xz[:, d:]  # (n*L, d) views, row stride 2d
-    A_f, A_r = (-torch.exp(p.A_log.float()) for p in (pf, pr))
-    u_f, u_r = conv_silu_pair(x, (pf.conv_weight, pf.conv_bias), (pr.conv_weight, pr.conv_bias), length)
-    xdbl_f = torch.mm(u_f, pf.x_proj.to(dt).t())  # (n*L, R + 2N)
-    xdbl_r = torch.mm(u_r, pr.x_proj.to(dt).t())
+    u_f, u_r = _conv_pair(x, w.conv_f, w.conv_r, length)
+    xdbl_f = torch.mm(u_f, w.x_proj_f.t())  # (n*L, R + 2N)
+    xdbl_r = torch.mm(u_r, w.x_proj_r.t())
     # the gate silu(z) multiplies both directions' outputs at the same token: applied once, to their sum
-    y = selective_scan_tm(
-        u_f, None, xdbl_f, pf.dt_weight, pf.dt_bias, A_f, pf.D, length, out=u_f, gate=False
-    )  # C.h + D u over u_f
+    y = scan_prepared(u_f, None, xdbl_f, w.scan_f, length, out=u_f, gate=False)  # C.h + D u over u_f
     del xdbl_f
-    y = selective_scan_tm(
-        u_r, z, xdbl_r, pr.dt_weight, pr.dt_bias, A_r, pr.D, length, out=y, reverse=True, add=y
-    )  # (y_f + y_r) * silu(z) over y_f
+    y = scan_prepared(u_r, z, xdbl_r, w.scan_r, length, out=y, reverse=True, add=y)  # (y_f + y_r) * silu(z) over y_f
     del u_r, xdbl_r, z, xz
-    return torch.mm(y, pf.out_proj.to(dt).t(), out=out)
+    return torch.mm(y, w.out_proj.t(), out=out)

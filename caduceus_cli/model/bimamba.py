@@ -138,9 +138,5 @@ class BiMamba(nn.Module):
         M, L, D = X.shape
         max_rows = max_rows or (mixer_rows_per_call(L) if X.is_cuda else max(1, SCAN_MAX_TOKENS // L))
         pf, pr = f.token_major_weights(f), r.token_major_weights(f)
-        # (M*L, D)
-        out = X.view(M * L, D) if X.is_contiguous() else torch.empty(M * L, D, device=X.device, dtype=X.dtype)
-        for s in range(0, M, max_rows):
-            e = min(M, s + max_rows)
-            kernels.bimamba_rows(X[s:e].reshape((e - s) * L, D), L, pf, pr, out=out[s * L : e * L])
-        return out
+        rows = X.reshape(M * L, D)  # a view of X when contiguous, else a copy: either way written over
+        return kernels.bimamba_rows(rows, L, pf, pr, out=rows, max_rows=max_rows)
