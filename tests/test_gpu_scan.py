@@ -180,15 +180,18 @@ def mixer_pair(d_model, d_inner, seed):
 
 
 @pytest.mark.parametrize("dtype", [torch.float32, torch.bfloat16])
-@pytest.mark.parametrize("n,L", [(4, 1024), (1, 20000)])
-def test_bimamba_rows_matches_twin(dtype, n, L):
+@pytest.mark.parametrize("n,L,max_rows", [(4, 1024, None), (1, 20000, None), (5, 1024, 2), (2, 20000, 1)])
+def test_bimamba_rows_matches_twin(dtype, n, L, max_rows):
+    """Whole calls and rows in groups of ``max_rows`` (the weights prepared once for all groups)."""
     sc = scan_cuda()
     pf, pr = mixer_pair(256, 512, seed=L)
     rows = torch.randn(n * L, 256, device="cuda").to(dtype)
     want = mixer_ref.bimamba_rows_ref(rows, L, pf, pr)
-    got = sc.bimamba_rows(rows, L, pf, pr, out=torch.full_like(rows, float("nan")))
+    out = torch.full_like(rows, float("nan"))
+    got = sc.bimamba_rows(rows, L, pf, pr, out=out, max_rows=max_rows)
+    assert got.data_ptr() == out.data_ptr() and torch.isfinite(got).all()
     err = rel(got, want)
-    print(f"bimamba {dtype} n={n} L={L}: rel err {err:.2e}")
+    print(f"bimamba {dtype} n={n} L={L} max_rows={max_rows}: rel err {err:.2e}")
     assert err <= (1e-4 if dtype == torch.float32 else 2e-2)
 
 

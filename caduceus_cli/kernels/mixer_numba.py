@@ -31,7 +31,8 @@ import numpy as np
 import torch
 
 from caduceus_cli.kernels.cpu_buffers import as_numpy, fresh, scratch
-from caduceus_cli.kernels.mixer_ref import MixerWeights, in_row_groups
+from caduceus_cli.kernels.mixer_ref import MixerWeights
+from caduceus_cli.kernels.row_groups import in_row_groups
 from caduceus_cli.kernels.vmath_numba import (
     FASTMATH,
     LOG2E,

@@ -40,11 +40,11 @@ from __future__ import annotations
 import functools
 import os
 from dataclasses import dataclass
-from typing import Any
 
 import torch
 
-from caduceus_cli.kernels.mixer_ref import in_row_groups
+from caduceus_cli.kernels.mixer_ref import MixerWeights
+from caduceus_cli.kernels.row_groups import in_row_groups
 
 LOG2E = 1.4426950408889634
 
@@ -499,8 +499,9 @@ DEFAULT_NPOLY = int(os.environ.get("CADUCEUS_SCAN_NPOLY", "0"))  # measured: ben
 DEFAULT_UNROLL = int(os.environ.get("CADUCEUS_SCAN_UNROLL", "1"))
 DEFAULT_MIN_BLOCKS = int(os.environ.get("CADUCEUS_SCAN_MINB", "4"))  # __launch_bounds__ minimum blocks per SM (bf16)
 # chunks per row from which the state pass hands delta to the full pass (it then runs the last chunk too,
-# 1 / (K-1) more of its work, against the dt projection and softplus of every full-pass position)
-DELTA_MIN_CHUNKS = int(os.environ.get("CADUCEUS_SCAN_DELTA_MIN_CHUNKS", "8"))
+# 1 / (K-1) more of its work, against the dt projection and softplus of every full-pass position);
+# measured at K = 256 (one 131k row) only: 8 is where the extra chunk costs ~1/7 of the saving
+DELTA_MIN_CHUNKS = 8
 
 
 def _cuda_kernel_api():
@@ -681,15 +682,28 @@ def selective_scan_tm(
     A: torch.Tensor,
     D: torch.Tensor,
     length: int,
-    **options: Any,
+    chunk: int | None = None,
+    npoly: int | None = None,
+    out: torch.Tensor | None = None,
+    unroll: int | None = None,
+    tile: int | None = None,
+    min_blocks: int | None = None,
+    reverse: bool = False,
+    add: torch.Tensor | None = None,
+    gate: bool = True,
+    reuse_delta: bool | None = None,
 ) -> torch.Tensor:
     """Selective scan on token-major tensors (twin: ``mixer_ref.selective_scan_tm_ref``).
 
     u (n*L, d) dense, z (n*L, d) (row stride may exceed d), xdbl (n*L, R + 2N) = [dt_low | B | C];
     delta = softplus(dt_low @ dt_weight^T + dt_bias); A (d, N); y = (C.h + D*u + add) * silu(z) -> (n*L, d),
-    rounded once. ``options``: those of ``scan_prepared``.
+    rounded once. The other arguments: ``scan_prepared``'s.
     """
-    return scan_prepared(u, z, xdbl, ScanWeights.of(dt_weight, dt_bias, A, D), length, **options)
+    return scan_prepared(
+        u, z, xdbl, ScanWeights.of(dt_weight, dt_bias, A, D), length,
+        chunk=chunk, npoly=npoly, out=out, unroll=unroll, tile=tile, min_blocks=min_blocks,
+        reverse=reverse, add=add, gate=gate, reuse_delta=reuse_delta,
+    )  # fmt: skip
 
 
 def scan_prepared(
@@ -731,16 +745,19 @@ def scan_prepared(
     assert z.data_ptr() % 16 == 0 and (z.stride(0) * esz) % 16 == 0 and u.data_ptr() % 16 == 0
     assert add is None or (add.shape == u.shape and add.dtype == u.dtype and add.is_contiguous())
     assert add is None or add.data_ptr() % 16 == 0
+    for t, shape in ((weights.dt_weight, (d, rk)), (weights.dt_bias, (d,)), (weights.A2, (d, ns)), (weights.D, (d,))):
+        assert t.dtype == torch.float32 and t.is_contiguous() and t.shape == shape and t.device == u.device
     ch = _block_channels(d)
     tt = tile or (TT_BF16 if u.dtype == torch.bfloat16 else TT_F32)
     minb = min_blocks or (DEFAULT_MIN_BLOCKS if u.dtype == torch.bfloat16 else 1)
     npoly = min(ns, DEFAULT_NPOLY if npoly is None else npoly)
+    tt = fit_tile(tt, esz, ch, ns, rk, gate, add is not None, False)  # the chunk is picked for this tile
     chunk = min(length, chunk or pick_chunk(n, d, length, tt, ch))
-    if chunk < length and chunk % tt:
-        raise ValueError(f"chunk {chunk} is not a multiple of the tile {tt}")
     K = cdiv(length, chunk)
     reuse = K >= DELTA_MIN_CHUNKS if reuse_delta is None else reuse_delta
-    tt = fit_tile(tt, esz, ch, ns, rk, gate, add is not None, reuse)  # a divisor of tt: chunk stays a multiple
+    tt = fit_tile(tt, esz, ch, ns, rk, gate, add is not None, reuse)  # the delta tiles may halve it
+    if chunk < length and chunk % tt:
+        raise ValueError(f"chunk {chunk} is not a multiple of the tile {tt}")
     k = nvrtc_module(
         _SCAN_SOURCE,
         (
@@ -800,7 +817,7 @@ class RowsWeights:
     out_proj: torch.Tensor  # (D, d), the rows' dtype (tied)
 
     @staticmethod
-    def of(pf, pr, dtype: torch.dtype) -> RowsWeights:
+    def of(pf: MixerWeights, pr: MixerWeights, dtype: torch.dtype) -> RowsWeights:
         scan = lambda p: ScanWeights.of(p.dt_weight, p.dt_bias, -torch.exp(p.A_log.float()), p.D)  # noqa: E731
         return RowsWeights(
             pf.in_proj.to(dtype),
@@ -815,7 +832,12 @@ class RowsWeights:
 
 
 def bimamba_rows(
-    rows: torch.Tensor, length: int, pf, pr, out: torch.Tensor | None = None, max_rows: int | None = None
+    rows: torch.Tensor,
+    length: int,
+    pf: MixerWeights,
+    pr: MixerWeights,
+    out: torch.Tensor | None = None,
+    max_rows: int | None = None,
 ) -> torch.Tensor:
     """Both directions of a BiMamba ("add"), summed, then out_proj: rows (n*L, D) -> (n*L, D).
 
@@ -828,7 +850,7 @@ def bimamba_rows(
     leaves its output ungated and the reverse one gates the sum (silu(z) multiplies both at the same
     token). Intermediates: x | z, u_f (y_f, then the gated sum, is written over it),
     u_r and the two xdbl: about 4 * d_inner elements per token at the peak, plus one direction's delta
-    (float32, 2 * d_inner elements' worth) while a scan of rows cut into many chunks runs (``reuse_delta``).
+    (float32: 4 * d_inner bytes per token) while a scan of rows cut into many chunks runs (``reuse_delta``).
     ``out``: optional (n*L, D) destination. ``max_rows``: rows go through in groups of at most this many
     (bounding the intermediates), the weights cast and laid out once for all of them.
     """

@@ -138,5 +138,5 @@ class BiMamba(nn.Module):
         M, L, D = X.shape
         max_rows = max_rows or (mixer_rows_per_call(L) if X.is_cuda else max(1, SCAN_MAX_TOKENS // L))
         pf, pr = f.token_major_weights(f), r.token_major_weights(f)
-        rows = X.reshape(M * L, D)  # a view of X when contiguous, else a copy: either way written over
+        rows = X.reshape(M * L, D)  # a view of X where reshape gives one, else a copy: X is consumed
         return kernels.bimamba_rows(rows, L, pf, pr, out=rows, max_rows=max_rows)
