@@ -97,7 +97,9 @@ def bench_shape(n, L, g, clock, ncu):
     chunk = scan_cuda.pick_chunk(n, D, L, 16, 128)
     res["chunk"] = chunk
     passes = 1 if chunk >= L else 2
-    # (npoly, unroll, tile, min blocks per SM); the first is the default
+    # (npoly, unroll, tile, min blocks per SM); the first is the default. A tile is the requested one:
+    # scan_cuda.fit_tile halves it where the shared-memory tiles would not fit (t32 with delta reuse
+    # on a long row runs at 16)
     variants = (
         [(None, None, None, None)]
         if ncu
