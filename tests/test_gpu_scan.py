@@ -1,5 +1,6 @@
-"""GPU parity of the token-major NVRTC mixer kernels (``kernels/scan_cuda.py``) with their PyTorch
-twins (``kernels/mixer_ref.py``), and of the whole flip-free forward that uses them.
+"""GPU parity of the token-major NVRTC mixer kernels (``kernels/scan_cuda.py``) and of the BiMamba
+that runs them (``kernels/mixer_cuda.py``) with their PyTorch twins (``kernels/mixer_ref.py``), and of
+the whole flip-free forward that uses them.
 
 Run on the device machine: ``pytest -m gpu tests/test_gpu_scan.py``.
 """
@@ -172,6 +173,13 @@ def test_conv_silu_pair_matches_single_convs_and_twin(dtype, n, L, d):
     assert rel(u_r, want_r) <= (1e-6 if dtype == torch.float32 else 8e-3)
 
 
+def mixer_cuda():
+    from caduceus_cli.kernels import mixer_cuda as mc
+
+    scan_cuda()
+    return mc
+
+
 def mixer_pair(d_model, d_inner, seed):
     """Forward and reverse weights of one BiMamba: own conv / x_proj / dt / A / D, tied in/out projections."""
     pf = random_weights(d_model, d_inner, seed=seed)
@@ -183,12 +191,12 @@ def mixer_pair(d_model, d_inner, seed):
 @pytest.mark.parametrize("n,L,max_rows", [(4, 1024, None), (1, 20000, None), (5, 1024, 2), (2, 20000, 1)])
 def test_bimamba_rows_matches_twin(dtype, n, L, max_rows):
     """Whole calls and rows in groups of ``max_rows`` (the weights prepared once for all groups)."""
-    sc = scan_cuda()
+    mc = mixer_cuda()
     pf, pr = mixer_pair(256, 512, seed=L)
     rows = torch.randn(n * L, 256, device="cuda").to(dtype)
     want = mixer_ref.bimamba_rows_ref(rows, L, pf, pr)
     out = torch.full_like(rows, float("nan"))
-    got = sc.bimamba_rows(rows, L, pf, pr, out=out, max_rows=max_rows)
+    got = mc.bimamba_rows(rows, L, pf, pr, out=out, max_rows=max_rows)
     assert got.data_ptr() == out.data_ptr() and torch.isfinite(got).all()
     err = rel(got, want)
     print(f"bimamba {dtype} n={n} L={L} max_rows={max_rows}: rel err {err:.2e}")
@@ -198,21 +206,46 @@ def test_bimamba_rows_matches_twin(dtype, n, L, max_rows):
 def test_bimamba_rows_follows_in_place_weight_updates():
     """Nothing derived from the weights (casts, the transposed conv weight, A * log2 e) outlives a
     call: after in-place updates the mixer uses the new weights."""
-    sc = scan_cuda()
+    mc = mixer_cuda()
     pf, pr = mixer_pair(64, 128, seed=3)
     L = 300
     rows = torch.randn(2 * L, 64, device="cuda").to(torch.bfloat16)
-    first = sc.bimamba_rows(rows, L, pf, pr)
+    first = mc.bimamba_rows(rows, L, pf, pr)
     with torch.no_grad():
         pf.A_log.add_(0.5)
         pr.conv_weight.mul_(1.5)
         pf.in_proj.mul_(0.9)
         pf.out_proj.mul_(1.1)
         pr.x_proj.data.mul_(0.8)  # through .data: no version-counter bump
-    got = sc.bimamba_rows(rows, L, pf, pr)
+    got = mc.bimamba_rows(rows, L, pf, pr)
     want = mixer_ref.bimamba_rows_ref(rows, L, pf, pr)
     print(f"after update: rel err {rel(got, want):.2e}, moved {rel(got, first):.2e}")
     assert rel(got, want) <= 2e-2 and rel(got, first) > 5e-2
+
+
+@pytest.mark.parametrize("dtype", [torch.float32, torch.bfloat16])
+def test_rows_weights_from_one_launch_match_torch_ops(dtype):
+    """``RowsWeights.of`` (one prep kernel): the casts and the transposed conv weights bit for bit the
+    torch ops, A2 = -exp(A_log) * log2 e within one float32 ulp of them."""
+    mc = mixer_cuda()
+    from caduceus_cli.kernels.scan_cuda import LOG2E
+
+    pf, pr = mixer_pair(256, 512, seed=7)
+    w = mc.RowsWeights.of(pf, pr, dtype)
+    for got, want in (
+        (w.in_proj, pf.in_proj),
+        (w.x_proj_f, pf.x_proj),
+        (w.x_proj_r, pr.x_proj),
+        (w.out_proj, pf.out_proj),
+    ):
+        assert got.dtype == dtype and torch.equal(got, want.to(dtype))
+    for (cw, cb), p in ((w.conv_f, pf), (w.conv_r, pr)):
+        assert torch.equal(cw, p.conv_weight.t().contiguous()) and torch.equal(cb, p.conv_bias)
+    for s, p in ((w.scan_f, pf), (w.scan_r, pr)):
+        want = -torch.exp(p.A_log.float()) * LOG2E
+        ulps = (s.A2.view(torch.int32) - want.view(torch.int32)).abs().max().item()
+        print(f"A2 {dtype}: {(s.A2 != want).sum().item()} of {want.numel()} differ, max {ulps} ulp")
+        assert ulps <= 1 and torch.equal(s.dt_weight, p.dt_weight) and torch.equal(s.D, p.D)
 
 
 @pytest.mark.parametrize("rcps", [True, False])

@@ -5,7 +5,7 @@ reference twin of every fast path. On the CPU with numba it adds the inference k
 (``mixer_numba.bimamba_rows``, ``addnorm_numba.add_norm_pair_cpu``: the flip-free backbone);
 the same backend on a GPU keeps the literal composition. ``cuda``: mamba-ssm's selective-scan kernel plus
 causal-conv1d's conv when installed, and for inference the Triton block boundary and the NVRTC
-BiMamba mixer (``addnorm_triton.add_norm_pair``, ``scan_cuda.bimamba_rows``). ``auto``: ``cuda`` on a GPU with the kernels,
+BiMamba mixer (``addnorm_triton.add_norm_pair``, ``mixer_cuda.bimamba_rows``). ``auto``: ``cuda`` on a GPU with the kernels,
 else ``torch``. The choice is logged once per (name, device type).
 """
 
@@ -40,7 +40,7 @@ class Backend:
     # block boundary of the flip-free path (kernels/addnorm.py); None: the literal composition
     add_norm_pair: Callable[..., tuple[torch.Tensor, torch.Tensor]] | None = None
     # both directions of a BiMamba ("add") on token-major rows, summed, out_proj applied
-    # (kernels/mixer_numba.bimamba_rows on the CPU, kernels/scan_cuda.bimamba_rows on a GPU; twin:
+    # (kernels/mixer_numba.bimamba_rows on the CPU, kernels/mixer_cuda.bimamba_rows on a GPU; twin:
     # mixer_ref.bimamba_rows_ref), used for inference by BiMamba.forward / forward_split where
     # bimamba_rows_supports(d_inner, dtype, device) says so; None: per direction, the literal flips.
     # (rows (n*L, D), L, pf, pr, out=None, max_rows=None): max_rows rows at a time, weights prepared once
@@ -134,11 +134,11 @@ def _build(name: str, device_type: str = "cpu") -> Backend:
         detail += " + Triton add/norm" if pair else " (no Triton: eager add/norm)"
         rows: dict = {}
         if pair is not None and os.environ.get("CADUCEUS_FUSED_SCAN", "1") != "0":
-            from caduceus_cli.kernels import scan_cuda
+            from caduceus_cli.kernels import mixer_cuda, scan_cuda
 
             why = scan_cuda.available()
             if not why:
-                rows = dict(bimamba_rows=scan_cuda.bimamba_rows, bimamba_rows_supports=scan_cuda.rows_supported)
+                rows = dict(bimamba_rows=mixer_cuda.bimamba_rows, bimamba_rows_supports=mixer_cuda.rows_supported)
             detail += " + token-major NVRTC BiMamba for inference" if rows else f" (no NVRTC scan: {why})"
         return Backend("cuda", _cuda_scan(scan), conv_fn, detail, pair, **rows)
     if not numba_available() or device_type != "cpu":  # on a GPU: the literal composition, as before

@@ -1,4 +1,5 @@
-"""Plain-PyTorch twins of the token-major CUDA mixer kernels (``kernels/scan_cuda.py``).
+"""Plain-PyTorch twins of the token-major CUDA mixer kernels (``kernels/scan_cuda.py``) and of the
+BiMamba that runs them (``kernels/mixer_cuda.py``).
 
 Same functions, same token-major (n*L, channels) tensors; runs on any device. Used by the
 GPU parity tests (``tests/test_gpu_scan.py``); the CPU inference path does not call them.
@@ -114,7 +115,7 @@ def _flip_rows(t: torch.Tensor, length: int) -> torch.Tensor:
 
 
 def bimamba_rows_ref(rows: torch.Tensor, length: int, pf: MixerWeights, pr: MixerWeights) -> torch.Tensor:
-    """Twin of ``mixer_numba.bimamba_rows`` and ``scan_cuda.bimamba_rows``:
+    """Twin of ``mixer_numba.bimamba_rows`` and ``mixer_cuda.bimamba_rows``:
     rows (n*L, D) -> out_proj(y_fwd + flip(y_rev(flip(rows)))) (n*L, D), the literal flips.
     In bf16 it rounds each gated direction before the sum (the CUDA kernel rounds the ungated y_fwd,
     then adds y_rev and gates the sum in float32, rounding once): the same function within bf16

@@ -1,22 +1,21 @@
-"""Token-major Mamba mixer kernels for CUDA (compiled at first use with NVRTC through PyTorch).
+"""Token-major Mamba mixer kernels for CUDA (compiled at first use with NVRTC through PyTorch): the
+depthwise conv + silu and the selective scan, as ``mixer_cuda.bimamba_rows`` runs them for both
+directions of a BiMamba block ("add", in/out projections tied).
 
-Reference twin: ``caduceus_cli.kernels.mixer_ref`` (plain PyTorch, same function).
+Reference twin: ``caduceus_cli.kernels.mixer_ref`` (plain PyTorch, same functions).
 
-Both directions of one BiMamba block ("add", in/out projections tied) on ``n`` rows of ``L``
-tokens, all tensors token-major (``(n*L, channels)``, channels contiguous), so that every step of
-the scan reads one contiguous vector of channels (``bimamba_rows``):
+All tensors are token-major (``(n*L, channels)``, channels contiguous), so that every step of the
+scan reads one contiguous vector of channels:
 
-    x | z = rows @ W_in^T                                       (cuBLAS, once for both directions)
     u_f, u_r = silu(causal_depthwise_conv(x) + conv_bias)       (``conv_silu_pair``: x read once; the
                                                                  reverse conv runs along the row backwards)
-    per direction (the reverse one walks each row backwards, everything stays in row order):
-      xdbl = u @ W_xproj^T = [dt_low | B | C]                   (cuBLAS, 48 columns at d_model 256)
+    per direction (the reverse one walks each row backwards, everything stays in row order), with
+    xdbl = u @ W_xproj^T = [dt_low | B | C]:
       y = scan(u, xdbl): delta = softplus(W_dt dt_low + dt_bias) computed per step in registers,
           h_t = exp(delta A) h_{t-1} + delta u B_t,  y_t = C_t . h_t + D u_t
                                                                 (``scan_full`` / ``scan_state`` / ``scan_combine``)
-    the reverse direction's ``scan_full`` also adds y_f and applies the gate once to the sum:
+    the reverse direction's ``scan_full`` can also add y_f and apply the gate once to the sum:
       y = (y_f + y_r) * silu(z)                                 (silu(z_t) multiplies both at token t)
-    out = y @ W_out^T                                           (cuBLAS, once, into the caller's rows)
 
 The scan keeps the 16 states of one channel in one thread's registers; a block of CH threads
 covers CH channels of one sequence and one chunk of positions, and stages TT positions at a
@@ -42,9 +41,6 @@ import os
 from dataclasses import dataclass
 
 import torch
-
-from caduceus_cli.kernels.mixer_ref import MixerWeights
-from caduceus_cli.kernels.row_groups import in_row_groups
 
 LOG2E = 1.4426950408889634
 
@@ -555,11 +551,6 @@ def supports(d_inner: int, dtype: torch.dtype) -> bool:
     return d_inner % 32 == 0 and dtype in (torch.bfloat16, torch.float32)
 
 
-def rows_supported(d_inner: int, dtype: torch.dtype, device: torch.device) -> bool:
-    """Whether ``bimamba_rows`` runs this case (``Backend.bimamba_rows_supports``)."""
-    return device.type == "cuda" and supports(d_inner, dtype)
-
-
 def cdiv(a: int, b: int) -> int:
     return -(-a // b)
 
@@ -620,12 +611,13 @@ def conv_silu_pair(
 ) -> tuple[torch.Tensor, torch.Tensor]:
     """``(conv_silu(x, *conv_f, length), conv_silu(x, *conv_r, length, reverse=True))`` from one read of x
     (bit for bit the same values); ``conv_*`` = (weight (d, d_conv), bias (d,))."""
-    return _conv_pair(x, conv_params(*conv_f), conv_params(*conv_r), length)
+    return conv_pair_prepared(x, conv_params(*conv_f), conv_params(*conv_r), length)
 
 
-def _conv_pair(
+def conv_pair_prepared(
     x: torch.Tensor, conv_f: ConvParams, conv_r: ConvParams, length: int
 ) -> tuple[torch.Tensor, torch.Tensor]:
+    """``conv_silu_pair`` with the convs' weights already in ``conv_params`` form."""
     u_f = torch.empty(x.shape, device=x.device, dtype=x.dtype)
     u_r = torch.empty_like(u_f)
     _launch_conv("conv_silu_pair", x, length, False, (u_f, u_r), (conv_f, conv_r))
@@ -801,75 +793,3 @@ def scan_prepared(
         + [length, d, chunk, K, z.stride(0), int(reverse)],
     )
     return y
-
-
-@dataclass(frozen=True)
-class RowsWeights:
-    """A BiMamba's weights as ``bimamba_rows`` uses them, derived once per call and shared by its row groups."""
-
-    in_proj: torch.Tensor  # (2 d, D), the rows' dtype (tied: the forward direction's)
-    conv_f: ConvParams
-    conv_r: ConvParams
-    x_proj_f: torch.Tensor  # (R + 2N, d), the rows' dtype
-    x_proj_r: torch.Tensor
-    scan_f: ScanWeights
-    scan_r: ScanWeights
-    out_proj: torch.Tensor  # (D, d), the rows' dtype (tied)
-
-    @staticmethod
-    def of(pf: MixerWeights, pr: MixerWeights, dtype: torch.dtype) -> RowsWeights:
-        scan = lambda p: ScanWeights.of(p.dt_weight, p.dt_bias, -torch.exp(p.A_log.float()), p.D)  # noqa: E731
-        return RowsWeights(
-            pf.in_proj.to(dtype),
-            conv_params(pf.conv_weight, pf.conv_bias),
-            conv_params(pr.conv_weight, pr.conv_bias),
-            pf.x_proj.to(dtype),
-            pr.x_proj.to(dtype),
-            scan(pf),
-            scan(pr),
-            pf.out_proj.to(dtype),
-        )
-
-
-def bimamba_rows(
-    rows: torch.Tensor,
-    length: int,
-    pf: MixerWeights,
-    pr: MixerWeights,
-    out: torch.Tensor | None = None,
-    max_rows: int | None = None,
-) -> torch.Tensor:
-    """Both directions of a BiMamba ("add"), summed, then out_proj: rows (n*L, D) -> (n*L, D).
-
-    ``pf`` / ``pr``: the forward / reverse direction's ``mixer_ref.MixerWeights`` (in_proj and out_proj
-    are tied: pf's are used). Twin: ``mixer_ref.bimamba_rows_ref``; same contract as the CPU
-    ``mixer_numba.bimamba_rows``. The tie makes one in_proj GEMM serve both directions (x | z of a
-    token do not depend on the direction) and one out_proj GEMM take their sum (it is linear); the
-    reverse direction's conv and scan walk each row backwards and keep row order, so nothing is
-    flipped. Both directions' convs run from one read of x (``conv_silu_pair``); the forward scan
-    leaves its output ungated and the reverse one gates the sum (silu(z) multiplies both at the same
-    token). Intermediates: x | z, u_f (y_f, then the gated sum, is written over it),
-    u_r and the two xdbl: about 4 * d_inner elements per token at the peak, plus one direction's delta
-    (float32: 4 * d_inner bytes per token) while a scan of rows cut into many chunks runs (``reuse_delta``).
-    ``out``: optional (n*L, D) destination. ``max_rows``: rows go through in groups of at most this many
-    (bounding the intermediates), the weights cast and laid out once for all of them.
-    """
-    w = RowsWeights.of(pf, pr, rows.dtype)
-    return in_row_groups(
-        lambda r, o: _bimamba_group(r, length, w, o), rows, length, max_rows, out, lambda: torch.empty_like(rows)
-    )
-
-
-def _bimamba_group(rows: torch.Tensor, length: int, w: RowsWeights, out: torch.Tensor | None) -> torch.Tensor:
-    d = w.scan_f.D.shape[0]
-    xz = torch.mm(rows, w.in_proj.t())  # (n*L, 2d): x | z
-    x, z = xz[:, :d], xz[:, d:]  # (n*L, d) views, row stride 2d
-    u_f, u_r = _conv_pair(x, w.conv_f, w.conv_r, length)
-    xdbl_f = torch.mm(u_f, w.x_proj_f.t())  # (n*L, R + 2N)
-    xdbl_r = torch.mm(u_r, w.x_proj_r.t())
-    # the gate silu(z) multiplies both directions' outputs at the same token: applied once, to their sum
-    y = scan_prepared(u_f, None, xdbl_f, w.scan_f, length, out=u_f, gate=False)  # C.h + D u over u_f
-    del xdbl_f
-    y = scan_prepared(u_r, z, xdbl_r, w.scan_r, length, out=y, reverse=True, add=y)  # (y_f + y_r) * silu(z) over y_f
-    del u_r, xdbl_r, z, xz
-    return torch.mm(y, w.out_proj.t(), out=out)
