@@ -224,28 +224,28 @@ def test_bimamba_rows_follows_in_place_weight_updates():
 
 
 @pytest.mark.parametrize("dtype", [torch.float32, torch.bfloat16])
-def test_rows_weights_from_one_launch_match_torch_ops(dtype):
-    """``RowsWeights.of`` (one prep kernel): the casts and the transposed conv weights bit for bit the
-    torch ops, A2 = -exp(A_log) * log2 e within one float32 ulp of them."""
+@pytest.mark.parametrize("param_dtype", [torch.float32, torch.bfloat16])
+def test_rows_weights_from_one_launch_match_twin(dtype, param_dtype):
+    """``RowsWeights.of`` (one prep kernel) against its twin ``of_torch`` (the torch ops): every tensor
+    bit for bit except A2 = -exp(A_log) * log2 e, within one float32 ulp; float32 and bf16 parameters."""
     mc = mixer_cuda()
-    from caduceus_cli.kernels.scan_cuda import LOG2E
-
     pf, pr = mixer_pair(256, 512, seed=7)
-    w = mc.RowsWeights.of(pf, pr, dtype)
-    for got, want in (
-        (w.in_proj, pf.in_proj),
-        (w.x_proj_f, pf.x_proj),
-        (w.x_proj_r, pr.x_proj),
-        (w.out_proj, pf.out_proj),
-    ):
-        assert got.dtype == dtype and torch.equal(got, want.to(dtype))
-    for (cw, cb), p in ((w.conv_f, pf), (w.conv_r, pr)):
-        assert torch.equal(cw, p.conv_weight.t().contiguous()) and torch.equal(cb, p.conv_bias)
-    for s, p in ((w.scan_f, pf), (w.scan_r, pr)):
-        want = -torch.exp(p.A_log.float()) * LOG2E
-        ulps = (s.A2.view(torch.int32) - want.view(torch.int32)).abs().max().item()
-        print(f"A2 {dtype}: {(s.A2 != want).sum().item()} of {want.numel()} differ, max {ulps} ulp")
-        assert ulps <= 1 and torch.equal(s.dt_weight, p.dt_weight) and torch.equal(s.D, p.D)
+    cast = lambda p: dataclasses.replace(  # noqa: E731
+        p, **{k: getattr(p, k).to(param_dtype) for k in ("in_proj", "x_proj", "conv_weight", "A_log", "out_proj")}
+    )
+    pf, pr = cast(pf), cast(pr)
+    got, want = mc.RowsWeights.of(pf, pr, dtype), mc.RowsWeights.of_torch(pf, pr, dtype)
+    for name in ("in_proj", "x_proj_f", "x_proj_r", "out_proj"):
+        g, w = getattr(got, name), getattr(want, name)
+        assert g.dtype == w.dtype == dtype and g.is_contiguous() and torch.equal(g, w), name
+    for g, w in ((got.conv_f, want.conv_f), (got.conv_r, want.conv_r)):
+        assert torch.equal(g[0], w[0]) and torch.equal(g[1], w[1])
+    for g, w in ((got.scan_f, want.scan_f), (got.scan_r, want.scan_r)):
+        for field in ("dt_weight", "dt_bias", "D"):
+            assert torch.equal(getattr(g, field), getattr(w, field)), field
+        ulps = (g.A2.view(torch.int32) - w.A2.view(torch.int32)).abs().max().item()
+        print(f"A2 {dtype} from {param_dtype}: {(g.A2 != w.A2).sum().item()} of {w.A2.numel()} differ, max {ulps} ulp")
+        assert ulps <= 1
 
 
 @pytest.mark.parametrize("rcps", [True, False])

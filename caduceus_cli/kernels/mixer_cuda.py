@@ -24,6 +24,7 @@ from caduceus_cli.kernels.scan_cuda import (
     ScanWeights,
     cdiv,
     conv_pair_prepared,
+    conv_params,
     device_index,
     nvrtc_module,
     scan_prepared,
@@ -38,12 +39,11 @@ def rows_supported(d_inner: int, dtype: torch.dtype, device: torch.device) -> bo
 
 # The weights as bimamba_rows reads them, from float32 contiguous parameters, in one launch (instead of
 # a dozen tiny ones per call): the projections cast to the rows' type (in_proj, x_proj_f, x_proj_r,
-# out_proj in ``cast``, each from a 16-byte boundary: PAD elements), A2 = -exp(A_log) * log2(e) of both
+# out_proj in ``cast``, each from a PAD-element boundary), A2 = -exp(A_log) * log2(e) of both
 # directions (``a2``, float; exp as torch.exp) and both conv weights transposed to (DC, d) (``cwt``, float).
 # Sizes are int: the loader passes Python ints as 32-bit C ints.
 _PREP_SOURCE = r"""
-#define PAD 8
-__device__ __forceinline__ long long padded(long long n) { return (n + PAD - 1) / PAD * PAD; }
+__device__ __forceinline__ long long padded(long long n) { return (n + PAD - 1) / PAD * PAD; }  // PAD: PREP_PAD
 extern "C" __global__ void prep_rows_weights(
     const float* __restrict__ w0, const float* __restrict__ w1, const float* __restrict__ w2,
     const float* __restrict__ w3, st_t* __restrict__ cast, int n0, int n1, int n2, int n3,
@@ -68,13 +68,14 @@ extern "C" __global__ void prep_rows_weights(
     }
 }
 """
-PREP_PAD = 8  # PAD in the source: each cast projection starts on a 16-byte boundary (cp.async sources)
+PREP_PAD = 8  # PAD in the source: each cast projection starts on a 16-byte boundary
 
 
 @dataclass(frozen=True)
 class RowsWeights:
-    """A BiMamba's weights as ``bimamba_rows`` uses them, derived once per call (one kernel launch) and
-    shared by its row groups; nothing derived outlives the call."""
+    """A BiMamba's weights as ``bimamba_rows`` uses them, derived once per call and shared by its row
+    groups; nothing derived outlives the call. ``of``: one kernel launch from float32 parameters (others
+    are converted to float32 first); twin: ``of_torch``, the same tensors from torch ops."""
 
     in_proj: torch.Tensor  # (2 d, D), the rows' dtype (tied: the forward direction's)
     conv_f: ConvParams
@@ -92,6 +93,8 @@ class RowsWeights:
         a_log = [f(pf.A_log), f(pr.A_log)]
         conv = [f(pf.conv_weight).reshape(pf.d_inner, -1), f(pr.conv_weight).reshape(pr.d_inner, -1)]  # (d, DC)
         d, dc = conv[0].shape
+        assert conv[1].shape == (d, dc) and a_log[0].shape == a_log[1].shape == (d, a_log[0].shape[1])
+        assert projections[1].shape == projections[2].shape and pf.d_inner == pr.d_inner == d
         dev = pf.in_proj.device
         sizes = [t.numel() for t in projections]
         padded = [cdiv(n, PREP_PAD) * PREP_PAD for n in sizes]
@@ -101,7 +104,10 @@ class RowsWeights:
         total = sum(padded) + a2.numel() + cwt.numel()
         assert total < 2**31, "the prep kernel takes 32-bit sizes"
         k = nvrtc_module(
-            _PREP_SOURCE, (("IS_BF16", int(dtype == torch.bfloat16)),), ("prep_rows_weights",), device_index(cast)
+            _PREP_SOURCE,
+            (("IS_BF16", int(dtype == torch.bfloat16)), ("PAD", PREP_PAD)),
+            ("prep_rows_weights",),
+            device_index(cast),
         )
         k["prep_rows_weights"](
             grid=(min(cdiv(total, 256), 1024), 1, 1),
@@ -112,6 +118,21 @@ class RowsWeights:
         scan = lambda p, i: ScanWeights(f(p.dt_weight), f(p.dt_bias), a2[i], f(p.D))  # noqa: E731
         return RowsWeights(
             w[0], (cwt[0], f(pf.conv_bias)), (cwt[1], f(pr.conv_bias)), w[1], w[2], scan(pf, 0), scan(pr, 1), w[3]
+        )
+
+    @staticmethod
+    def of_torch(pf: MixerWeights, pr: MixerWeights, dtype: torch.dtype) -> RowsWeights:
+        """Twin of ``of``: the same weights from torch ops (~12 small kernels)."""
+        scan = lambda p: ScanWeights.of(p.dt_weight, p.dt_bias, -torch.exp(p.A_log.float()), p.D)  # noqa: E731
+        return RowsWeights(
+            pf.in_proj.to(dtype).contiguous(),
+            conv_params(pf.conv_weight, pf.conv_bias),
+            conv_params(pr.conv_weight, pr.conv_bias),
+            pf.x_proj.to(dtype).contiguous(),
+            pr.x_proj.to(dtype).contiguous(),
+            scan(pf),
+            scan(pr),
+            pf.out_proj.to(dtype).contiguous(),
         )
 
 

@@ -1,5 +1,5 @@
 """Rows of a token-major mixer call in groups: the ``max_rows`` of the ``bimamba_rows`` contract
-(``scan_cuda.bimamba_rows``, ``mixer_numba.bimamba_rows``), which bounds one call's intermediates."""
+(``mixer_cuda.bimamba_rows``, ``mixer_numba.bimamba_rows``), which bounds one call's intermediates."""
 
 from __future__ import annotations
 
