@@ -147,3 +147,19 @@ def test_embed_option_errors(tmp_path):
         embed(str(DATA / "chr20_vt_indels.vcf.gz"), str(tmp_path / "o.parquet"), PS, None, EmbedOptions(window=64))
     with pytest.raises(OptionError, match=r"\.npy \(streamed\) or \.safetensors"):
         embed(str(fa), str(tmp_path / "o.parquet"), PS, None, EmbedOptions(window=64, pool="none"))
+    with pytest.raises(OptionError, match=r"-o .*o\.npy: embed writes Parquet here"):
+        embed(str(fa), str(tmp_path / "o.npy"), PS, None, EmbedOptions(window=64))
+    with pytest.raises(OptionError, match="--window 0: must be between 1 and"):
+        embed(str(fa), str(tmp_path / "o.parquet"), PS, None, EmbedOptions(window=0))
+    with pytest.raises(OptionError, match=r"--flank 65: must be between 0 and the window \(64 bp\)"):
+        embed(str(fa), str(tmp_path / "o.parquet"), PS, None, EmbedOptions(window=64, flank=65))
+    assert not list(tmp_path.glob("o.*"))
+
+
+def test_no_rows_still_give_a_parquet_file(tmp_path):
+    src = tmp_path / "e.vcf"
+    src.write_text("##fileformat=VCFv4.2\n#CHROM\tPOS\tID\tREF\tALT\tQUAL\tFILTER\tINFO\n")
+    out = tmp_path / "e.parquet"
+    r = embed(str(src), str(out), PS, str(DATA / "chr22_slice.fa.gz"), EmbedOptions(window=64))
+    columns, X, spec = read_embeddings(str(out))
+    assert r.rows == 0 and X.shape == (0, r.dim) and spec.window == 64

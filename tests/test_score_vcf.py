@@ -3,7 +3,9 @@
 import gzip
 import subprocess
 import sys
+from dataclasses import replace
 
+import numpy as np
 import pysam
 import pytest
 
@@ -243,3 +245,106 @@ def test_output_gets_the_usual_file_mode(tmp_path):
     mask = os.umask(0)
     os.umask(mask)
     assert out.stat().st_mode & 0o777 == 0o666 & ~mask
+
+
+def donors(tmp_path, n=30):
+    """The header and first ``n`` records of the 10-donor VCF (samples kept), as plain text."""
+    lines = gzip.open(DATA / "chr22_10donors.vcf.gz", "rt").read().splitlines(keepends=True)
+    body = [x for x in lines if not x.startswith("#")][:n]
+    path = tmp_path / "donors.vcf"
+    path.write_text("".join(x for x in lines if x.startswith("#")) + "".join(body))
+    return path
+
+
+def test_scoring_a_scored_file_again_replaces_its_annotations(tmp_path):
+    ref = str(DATA / "chr22_slice.fa.gz")
+    first, again, llr_only = tmp_path / "a.vcf.gz", tmp_path / "b.vcf.gz", tmp_path / "c.vcf"
+    src = str(donors(tmp_path))
+    score_vcf(src, ref, str(first), PS, OPTS)
+    score_vcf(str(first), ref, str(again), PS, OPTS)
+
+    def body(path):  # the header less the command line, and every record
+        opener = gzip.open if str(path).endswith(".gz") else open
+        with opener(path, "rt") as fh:
+            return [line for line in fh if not line.startswith("##caduceus_command")]
+
+    assert body(again) == body(first)
+    # a run with other scores keeps no value of the earlier run's, and one provenance block
+    score_vcf(str(first), ref, str(llr_only), PS, replace(OPTS, scores=("llr",)))
+    text = llr_only.read_text()
+    assert text.count("##caduceus_window=") == 1 and text.count("##caduceus_model=") == 1
+    got = records(llr_only)
+    assert len(got) == len(records(first))
+    assert all("CAD_COS" not in r.info for r in got) and any("CAD_LLR" in r.info for r in got)
+
+
+def test_a_field_declared_otherwise_is_refused(tmp_path):
+    src = tmp_path / "in.vcf"
+    src.write_text(
+        "##fileformat=VCFv4.2\n##contig=<ID=22>\n"
+        '##INFO=<ID=CAD_LLR,Number=1,Type=String,Description="another tool">\n'
+        "#CHROM\tPOS\tID\tREF\tALT\tQUAL\tFILTER\tINFO\n22\t20000950\t.\tT\tG\t.\t.\tCAD_LLR=x\n"
+    )
+    with pytest.raises(InputFileError, match="INFO/CAD_LLR is already declared as Number=1,Type=String"):
+        score_vcf(str(src), str(DATA / "chr22_slice.fa.gz"), str(tmp_path / "o.vcf"), PS, OPTS)
+
+
+def test_a_text_vcf_cut_inside_a_record_is_refused(tmp_path):
+    text = donors(tmp_path).read_text()
+    last = text.rstrip("\n").rfind("\n")
+    cut = tmp_path / "cut.vcf"
+    cut.write_text(text[: last + 60])  # the last record stops inside its INFO column
+    with pytest.raises(InputFileError, match=r"cut.vcf: the last record \(22:\d+\) has 8 of 19 columns"):
+        score_vcf(str(cut), str(DATA / "chr22_slice.fa.gz"), str(tmp_path / "o.vcf"), PS, OPTS)
+    whole = tmp_path / "whole.vcf"
+    whole.write_text(text.rstrip("\n"))  # complete, only the last line end missing: read as it is
+    s = score_vcf(str(whole), str(DATA / "chr22_slice.fa.gz"), str(tmp_path / "o.vcf"), PS, OPTS)
+    assert s.records == 30
+
+
+def test_past_the_contig_end_and_a_wrong_build(tmp_path, caplog):
+    ref = str(DATA / "chr22_slice.fa.gz")
+    length = pysam.FastaFile(ref).get_reference_length("22")
+    src = tmp_path / "past.vcf"
+    src.write_text(
+        "##fileformat=VCFv4.2\n##contig=<ID=22>\n#CHROM\tPOS\tID\tREF\tALT\tQUAL\tFILTER\tINFO\n"
+        f"22\t{length + 10}\t.\tA\tG\t.\t.\t.\n"
+    )
+    with pytest.raises(ReferenceError_, match=f"position {length + 10:,} is past the end of 22"):
+        score_vcf(str(src), ref, str(tmp_path / "o.vcf"), PS, replace(OPTS, strict=True))
+    # every POS moved: most REF alleles disagree, one warning names both files
+    lines = donors(tmp_path).read_text().splitlines(keepends=True)
+    moved = tmp_path / "moved.vcf"
+    moved.write_text(
+        "".join(
+            x
+            if x.startswith("#")
+            else "\t".join([x.split("\t")[0], str(int(x.split("\t")[1]) + 7), *x.split("\t")[2:]])
+            for x in lines
+        )
+    )
+    s = score_vcf(str(moved), ref, str(tmp_path / "m.vcf"), PS, OPTS)
+    assert s.flags["REF_MISMATCH"] >= 0.5 * s.records
+    assert any("same genome build" in r.message and "moved.vcf" in r.message for r in caplog.records)
+
+
+def test_tsv_and_parquet_rows_carry_their_own_alts_flags(tmp_path):
+    src = tmp_path / "in.vcf"
+    src.write_text(
+        "##fileformat=VCFv4.2\n##contig=<ID=22>\n#CHROM\tPOS\tID\tREF\tALT\tQUAL\tFILTER\tINFO\n"
+        "22\t20000950\tm1\tT\tG,<DEL>,*\t.\t.\t.\n"
+    )
+    out = tmp_path / "o.tsv"
+    score_vcf(str(src), str(DATA / "chr22_slice.fa.gz"), str(out), PS, OPTS)
+    rows = [x.split("\t") for x in out.read_text().splitlines() if not x.startswith("#")]
+    flag = rows[0].index("CAD_FLAG")
+    assert [(r[4], r[flag]) for r in rows[1:]] == [("G", "."), ("<DEL>", "SYMBOLIC"), ("*", "SYMBOLIC")]
+    vcf = tmp_path / "o.vcf"
+    score_vcf(str(src), str(DATA / "chr22_slice.fa.gz"), str(vcf), PS, OPTS)
+    assert records(vcf)[0].info["CAD_FLAG"] == ("SYMBOLIC",)  # the record's flags, as before
+    from caduceus_cli.pipelines.embed import EmbedOptions, embed, read_embeddings
+
+    pq = tmp_path / "o.parquet"
+    embed(str(src), str(pq), PS, str(DATA / "chr22_slice.fa.gz"), EmbedOptions(window=301, flank=50))
+    columns, X, _ = read_embeddings(str(pq))
+    assert columns["flag"] == [None, "SYMBOLIC", "SYMBOLIC"] and not np.isnan(X[0]).any() and np.isnan(X[1:]).all()

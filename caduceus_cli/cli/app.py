@@ -71,9 +71,12 @@ def _root(
 ) -> None:
     """Run `caduceus COMMAND --help` for the options and examples of each command."""
     level = logging.WARNING if verbose == 0 else logging.INFO if verbose == 1 else logging.DEBUG
-    logging.basicConfig(
-        level=level, format="%(message)s", handlers=[RichHandler(console=err_console, show_path=False)], force=True
-    )
+    if err_console.is_terminal:
+        handler: logging.Handler = RichHandler(console=err_console, show_path=False)
+        fmt = "%(message)s"
+    else:  # a log file: one greppable line per message, ISO time
+        handler, fmt = logging.StreamHandler(sys.stderr), "%(asctime)s %(levelname)s %(message)s"
+    logging.basicConfig(level=level, format=fmt, datefmt="%Y-%m-%d %H:%M:%S", handlers=[handler], force=True)
 
 
 app.command("info", epilog=info.EPILOG)(info.info_cmd)

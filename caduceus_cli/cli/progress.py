@@ -15,7 +15,9 @@ from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
 
 log = logging.getLogger("caduceus")
-err_console = Console(stderr=True)  # everything the CLI says goes to stderr; stdout is for data
+# everything the CLI says goes to stderr (stdout is for data), one line per message (no wrapping at 80
+# columns in a cluster job's log)
+err_console = Console(stderr=True, soft_wrap=True)
 
 
 def _duration(seconds: float) -> str:

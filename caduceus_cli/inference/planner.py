@@ -115,6 +115,9 @@ class AllelePlan:
         return (self.chrom, self.start, self.centre, len(self.ref))
 
 
+ALT_FLAGS = ("SYMBOLIC", "TOO_LONG")  # flags one ALT can have on its own; the others are the site's
+
+
 @dataclass(frozen=True)
 class SitePlan:
     """A site and its scorable ALTs (``alleles``: ALT index -> ``AllelePlan``).
@@ -143,6 +146,16 @@ class SitePlan:
     @property
     def scorable(self) -> bool:
         return bool(self.alleles)
+
+    def alt_flags(self, i: int) -> tuple[str, ...]:
+        """The flags of ALT ``i`` (one row per ALT in TSV and Parquet): the site's, less the SYMBOLIC /
+        TOO_LONG of its other ALTs. A site with no scorable ALT keeps all its flags."""
+        if not self.alleles:
+            return self.flags
+        if i in self.alleles:
+            return tuple(f for f in self.flags if f not in ALT_FLAGS)
+        own = "SYMBOLIC" if allele_class(self.variant.ref.upper(), self.variant.alts[i]) == "symbolic" else "TOO_LONG"
+        return tuple(f for f in self.flags if f not in ALT_FLAGS or f == own)
 
     @property
     def alt_seqs(self) -> dict[int, str]:
@@ -211,11 +224,13 @@ class SitePlanner:
         win = self._window(chrom, start, W + longest_del)
         if win.seq[c : c + len(ref_allele)] != ref_allele:
             if self.layout.strict:
-                raise ReferenceError_(
-                    f"{v.label()}: REF {v.ref} does not match the reference "
-                    f"({win.seq[c : c + len(ref_allele)] or 'past the contig end'}) in {self.ref.describe()}; "
-                    "is it the right genome build?"
+                length = self.ref.lengths[chrom]
+                found = (
+                    f"position {v.pos1:,} is past the end of {chrom} ({length:,} bp)"
+                    if v.pos0 + len(ref_allele) > length
+                    else f"REF {v.ref} does not match the reference ({win.seq[c : c + len(ref_allele)]})"
                 )
+                raise ReferenceError_(f"{v.label()}: {found} in {self.ref.describe()}; is it the right genome build?")
             return SitePlan(v, ("REF_MISMATCH",))
         alt_flags: list[str] = []
         alleles: dict[int, AllelePlan] = {}

@@ -55,7 +55,7 @@ class EmbeddingSpec:
 def resolve_window(model, requested: int | None) -> int:
     """The window in bp: ``requested``, else the model's training length; checked against 1..MAX_WINDOW."""
     w = requested
-    if not w:
+    if w is None:
         w = training_length(model)
         if not w:
             log.warning("model config has no max_seq_len; using a %s bp window (set --window)", f"{FALLBACK_WINDOW:,}")
@@ -99,8 +99,8 @@ def spec_for(
     rc_mode = choice(RcMode, rc_mode, "--rc-mode")
     check_layer(cfg, layer)
     f = DEFAULT_FLANK if flank is None else int(flank)
-    if f < 0:
-        raise OptionError(f"--flank {f}: must be 0 or more")
+    if f < 0 or (flank is not None and f > w):  # the default is the paper's, whatever the window
+        raise OptionError(f"--flank {f}: must be between 0 and the window ({w} bp)")
     if kind == "variant" and pool == Pool.MEAN:
         f = w
     dim = feature_dim(cfg, rc_mode) * (2 if kind == "variant" else 1)

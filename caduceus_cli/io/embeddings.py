@@ -58,6 +58,10 @@ class ParquetSink:
     def __init__(self, path: str, spec: dict) -> None:
         if path == "-":
             raise OptionError("embed writes Parquet to a file: pass -o FILE.parquet")
+        if not path.lower().endswith((".parquet", ".pq")):
+            raise OptionError(
+                f"-o {path}: embed writes Parquet here: name it FILE.parquet (with --pool none: .npy or .safetensors)"
+            )
         self.out = AtomicOutput(path)
         self.spec = spec
         self.writer = None
@@ -82,6 +86,13 @@ class ParquetSink:
         self.rows += n
 
     def close(self, ok: bool) -> None:
+        if self.writer is None and ok:  # no rows: still a Parquet file, with the embedding column and the spec
+            import pyarrow as pa
+            import pyarrow.parquet as pq
+
+            emb = pa.FixedSizeListArray.from_arrays(pa.array([], pa.float32()), int(self.spec["dim"]))
+            meta = {META_KEY: json.dumps(self.spec).encode()}
+            pq.write_table(pa.table({"embedding": emb}).replace_schema_metadata(meta), self.out.tmp)
         if self.writer is not None:
             self.writer.close()
         if ok:

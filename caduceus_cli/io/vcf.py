@@ -8,9 +8,11 @@ filtering the stream), each once, in file order, and numbered among themselves.
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import os
 import subprocess
+import tempfile
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -28,6 +30,52 @@ def variant_of(rec: pysam.VariantRecord, index: int) -> Variant:
     return Variant(rec.chrom, rec.pos, rec.ref or "", tuple(rec.alts or ()), rec.id, index)
 
 
+@contextlib.contextmanager
+def htslib_quiet() -> Iterator[None]:
+    """No htslib messages while opening a file whose missing index does not matter (htslib looks for one and
+    prints an error line when there is none); errors still raise."""
+    before = pysam.set_verbosity(0)
+    try:
+        yield
+    finally:
+        pysam.set_verbosity(before)
+
+
+def without_provenance(header: pysam.VariantHeader) -> pysam.VariantHeader:
+    """``header`` without an earlier caduceus run's ``##caduceus_`` lines (its INFO fields stay declared: the
+    writers replace their values). htslib parses the header's text again: pysam cannot remove structured
+    lines one at a time."""
+    text = "".join(line + "\n" for line in str(header).splitlines() if not line.startswith("##caduceus_"))
+    with tempfile.TemporaryDirectory(prefix="caduceus-header-") as tmp:
+        path = os.path.join(tmp, "header.vcf")
+        with open(path, "w") as fh:
+            fh.write(text)
+        with pysam.VariantFile(path) as clean:
+            return clean.header.copy()
+
+
+def check_text_tail(path: str, header: pysam.VariantHeader) -> None:
+    """Raise if an uncompressed VCF ends inside a record (a copy cut short): its last line has no line end
+    and fewer columns than the header names. (bgzip files are checked by htslib's EOF block.)"""
+    with open(path, "rb") as fh:
+        if fh.read(2) in (b"\x1f\x8b", b"BC"):  # gzip / bgzip / BCF: htslib checks those
+            return
+        size = fh.seek(0, os.SEEK_END)
+        fh.seek(max(0, size - (1 << 20)))
+        tail = fh.read()
+    if not tail or tail.endswith(b"\n"):
+        return
+    last = tail.rsplit(b"\n", 1)[-1]
+    columns = 8 + (1 + len(header.samples) if header.samples else 0)
+    if not last.startswith(b"#") and last.count(b"\t") + 1 < columns:
+        fields = last.split(b"\t")
+        where = ":".join(f.decode(errors="replace") for f in fields[:2]) if len(fields) > 1 else "its last line"
+        raise InputFileError(
+            f"{path}: the last record ({where}) has {len(fields)} of {columns} columns and no line end: the file "
+            "is truncated; copy it again (or bgzip + tabix it, which also catches this)"
+        )
+
+
 class VariantReader:
     """Iterate (Variant, record) pairs of a VCF/BCF (or '-' for stdin) with clear errors."""
 
@@ -38,7 +86,8 @@ class VariantReader:
             raise InputFileError(f"{self.path}: no such variant file")
         self._proc: subprocess.Popen | None = None
         try:
-            self.vf = pysam.VariantFile(self.path, "r")
+            with htslib_quiet():  # the index is looked for, and only needed for --regions
+                self.vf = pysam.VariantFile(self.path, "r")
         except NotImplementedError:
             # plain gzip (not bgzip): htslib cannot seek in it, so read it as a decompressed stream
             log.warning(
@@ -56,6 +105,13 @@ class VariantReader:
                 f"{self.path}: not a readable VCF/BCF ({exc}); check it with `bcftools view -h`"
             ) from exc
         self.header = self.vf.header
+        if self._proc is None and self.path != "-" and Path(self.path).is_file():
+            check_text_tail(self.path, self.header)
+        # a file caduceus scored before: its records are read into a header without that run's provenance
+        self._rescored = any(r.key.startswith("caduceus_") for r in self.header.records)
+        if self._rescored:
+            log.info("%s was scored by caduceus before: that run's provenance and annotations are replaced", self.path)
+            self.header = without_provenance(self.vf.header)
         self._n = 0
         self._last = "the header"
 
@@ -94,6 +150,8 @@ class VariantReader:
                     f"{self.path}: record {self._n + 1} (after {self._last}) is unreadable ({exc}); "
                     "the file may be truncated or malformed: check it with `bcftools view`"
                 ) from exc
+            if self._rescored:
+                rec.translate(self.header)
             variant = variant_of(rec, self._n)
             self._n += 1
             self._last = variant.label()

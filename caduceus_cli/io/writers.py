@@ -19,6 +19,7 @@ import pysam
 from caduceus_cli.choices import OutputType, choice
 from caduceus_cli.errors import InputFileError
 from caduceus_cli.io.atomic import AtomicOutput
+from caduceus_cli.io.vcf import htslib_quiet
 
 log = logging.getLogger(__name__)
 
@@ -59,6 +60,7 @@ class Annotation:
     flags: tuple[str, ...]
     prob: tuple[float | None, ...] | None = None
     extra: tuple[tuple[str, tuple[float | None, ...]], ...] = ()  # (field, per-ALT values): CAD_DELTA*
+    alt_flags: tuple[tuple[str, ...], ...] | None = None  # per ALT (TSV rows); None: the record's ``flags``
 
     def fields(self) -> dict[str, tuple[float | None, ...]]:
         values = {"CAD_LLR": self.llr, "CAD_COS": self.cos, "CAD_PROB": self.prob, **dict(self.extra)}
@@ -87,15 +89,28 @@ def add_header_lines(
     fields: tuple[str, ...],
     extra: tuple[tuple[str, str], ...] = (),
 ) -> None:
-    """Declare CAD_FLAG, the score ``fields`` and ``extra`` (name, description) per-ALT floats (replacing
-    same-named ones); add ``##caduceus_KEY=VALUE`` lines."""
+    """Declare CAD_FLAG, the score ``fields`` and ``extra`` (name, description) per-ALT floats and add
+    ``##caduceus_KEY=VALUE`` lines (``VariantReader`` has dropped an earlier run's).
+
+    A field the input already declares with the same Number and Type is kept as declared (htslib
+    cannot re-declare an ID in a header it has read); one declared otherwise is an error."""
     declared = [(k, v) for k, v in INFO_FIELDS.items() if k == "CAD_FLAG" or k in fields]
     for key, (number, typ, desc) in declared + [(name, ("A", "Float", desc)) for name, desc in extra]:
-        if key in header.info:
-            header.info.remove_header(key)
-        header.info.add(key, number, typ, desc)
+        if key not in header.info:
+            header.info.add(key, number, typ, desc)
+        elif (str(header.info[key].number), header.info[key].type) != (number, typ):
+            old = header.info[key]
+            raise InputFileError(
+                f"INFO/{key} is already declared as Number={old.number},Type={old.type} (caduceus writes "
+                f"Number={number},Type={typ}): remove it first, e.g. bcftools annotate -x INFO/{key}"
+            )
     for key, value in provenance.items():
         header.add_line(f"##caduceus_{key}={value}")
+
+
+def is_own_field(key: str) -> bool:
+    """Whether an INFO key is one score-vcf writes (a record scored before has them)."""
+    return key in INFO_FIELDS or key.startswith("CAD_DELTA")
 
 
 class VcfWriter:
@@ -160,8 +175,11 @@ class VcfWriter:
 
 
 def annotated(rec: pysam.VariantRecord, ann: Annotation) -> pysam.VariantRecord:
-    """A copy of ``rec`` with the annotation's INFO fields set (the caller's record is not changed)."""
+    """A copy of ``rec`` with the annotation's INFO fields set and any earlier run's removed (the caller's
+    record is not changed)."""
     rec = rec.copy()
+    for key in [k for k in rec.info if is_own_field(k)]:  # an earlier run's values: replaced, never mixed
+        del rec.info[key]
     if rec.alts:
         for key, values in ann.fields().items():
             rec.info[key] = values
@@ -215,7 +233,9 @@ def _declare_record_contigs(text: str, dest: str) -> None:
 
 
 def _copy_to_bcf(text: str, dest: str) -> None:
-    with pysam.VariantFile(text) as src:
+    with htslib_quiet():  # an unindexed temporary file
+        src = pysam.VariantFile(text)
+    with src:
         header = src.header.copy()
         declared = set(header.contigs)
         with pysam.VariantFile(dest, "wb", header=header) as dst:
@@ -278,11 +298,11 @@ class TsvText:
         return "".join(lines) + self._row(self.columns)
 
     def record(self, rec: pysam.VariantRecord, ann: Annotation) -> str:
-        flags = ",".join(ann.flags) or "."
         values = ann.fields()
         self._buf.seek(0)
         self._buf.truncate()
         for i, alt in enumerate(rec.alts or (".",)):  # one row per ALT, into one buffer
+            flags = ",".join(ann.alt_flags[i] if ann.alt_flags and rec.alts else ann.flags) or "."
             cells = {f: _num(values[f][i]) if rec.alts else "." for f in self._fields}
             row = [rec.chrom, rec.pos, rec.id or ".", rec.ref, alt, *(cells[f] for f in self.before), flags]
             self._csv.writerow(row + [cells[f] for f in self.after])

@@ -205,7 +205,8 @@ def _vcf_rows(sites: list[SiteScores], dim: int) -> EmbeddedRows:
     for s in sites:
         v = s.plan.variant
         for i, alt in enumerate(v.alts or (None,)):
-            for k, x in zip(cols, (v.chrom, v.pos1, v.id, v.ref, alt, _flag_text(s)), strict=True):
+            flags = s.plan.alt_flags(i) if alt is not None else s.flags
+            for k, x in zip(cols, (v.chrom, v.pos1, v.id, v.ref, alt, ",".join(flags) or None), strict=True):
                 cols[k].append(x)
             f = s.variant_features(i) if alt is not None else None
             feats.append(missing if f is None else f)

@@ -177,9 +177,24 @@ def score_vcf(
                     _add(summary, mine)
             summary.windows_run = rt.engine.windows_run
             summary.tokens_run = rt.engine.tokens_run
+            _warn_build(summary, vcf, job.reference.describe())
     finally:
         ranks.close()
     return summary
+
+
+def _warn_build(summary: ScoreSummary, vcf: str, ref: str) -> None:
+    """One warning when many REF alleles disagree with the reference: most often the wrong genome build."""
+    bad = summary.flags.get("REF_MISMATCH", 0)
+    if bad >= 5 and bad >= 0.1 * summary.records:
+        log.warning(
+            "%d of %d records in %s have a REF that is not in %s at their position: check that both are the same "
+            "genome build (and chromosome naming)",
+            bad,
+            summary.records,
+            vcf,
+            ref,
+        )
 
 
 class _Job:
@@ -250,7 +265,8 @@ class _Job:
                     (name, tuple(None if d is None else d[k] for d in per_alt))
                     for k, (name, _) in enumerate(self.delta_fields)
                 )
-            pairs.append((rec, Annotation(llr, cos, s.flags, prob, extra)))
+            alt_flags = tuple(s.plan.alt_flags(i) for i in range(s.plan.n_alts))
+            pairs.append((rec, Annotation(llr, cos, s.flags, prob, extra, alt_flags)))
         return pairs, stats
 
     def stream(self, items, text, fmt, out, reader, summary, progress, stop) -> None:

@@ -39,7 +39,7 @@ class SiteProbe:
             model,
             sha256,
             "variant",
-            window=window or s.window,
+            window=s.window if window is None else window,
             flank=s.flank if flank is None else flank,
             pool=s.pool,
             layer=s.layer,
