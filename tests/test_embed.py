@@ -163,3 +163,14 @@ def test_no_rows_still_give_a_parquet_file(tmp_path):
     r = embed(str(src), str(out), PS, str(DATA / "chr22_slice.fa.gz"), EmbedOptions(window=64))
     columns, X, spec = read_embeddings(str(out))
     assert r.rows == 0 and X.shape == (0, r.dim) and spec.window == 64
+
+
+def test_a_default_flank_beyond_the_window_is_kept():
+    """A probe trained with a short window stores the paper's flank (768): applying it stays possible; only a
+    --flank given by the user is checked against the window."""
+    from caduceus_cli.inference.spec import spec_for
+
+    model = load_model(PS, device="cpu")
+    assert spec_for(model, "sha", "variant", window=64, default_flank=768).flank == 768
+    with pytest.raises(OptionError, match="--flank 768: must be between 0 and the window"):
+        spec_for(model, "sha", "variant", window=64, flank=768)

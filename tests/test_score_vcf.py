@@ -276,6 +276,12 @@ def test_scoring_a_scored_file_again_replaces_its_annotations(tmp_path):
     got = records(llr_only)
     assert len(got) == len(records(first))
     assert all("CAD_COS" not in r.info for r in got) and any("CAD_LLR" in r.info for r in got)
+    # a scored file whose header declares no contig (written through as it came) scores again the same way
+    bare = tmp_path / "bare.vcf"
+    bare.write_text("".join(x for x in open(src) if not x.startswith("##contig")))
+    score_vcf(str(bare), ref, str(tmp_path / "bare1.vcf"), PS, OPTS)
+    score_vcf(str(tmp_path / "bare1.vcf"), ref, str(tmp_path / "bare2.vcf"), PS, OPTS)
+    assert body(tmp_path / "bare2.vcf") == body(tmp_path / "bare1.vcf")
 
 
 def test_a_field_declared_otherwise_is_refused(tmp_path):
@@ -310,7 +316,7 @@ def test_past_the_contig_end_and_a_wrong_build(tmp_path, caplog):
         "##fileformat=VCFv4.2\n##contig=<ID=22>\n#CHROM\tPOS\tID\tREF\tALT\tQUAL\tFILTER\tINFO\n"
         f"22\t{length + 10}\t.\tA\tG\t.\t.\t.\n"
     )
-    with pytest.raises(ReferenceError_, match=f"position {length + 10:,} is past the end of 22"):
+    with pytest.raises(ReferenceError_, match=f"position {length + 10} is past the end of 22 \\({length} bp\\)"):
         score_vcf(str(src), ref, str(tmp_path / "o.vcf"), PS, replace(OPTS, strict=True))
     # every POS moved: most REF alleles disagree, one warning names both files
     lines = donors(tmp_path).read_text().splitlines(keepends=True)
@@ -333,18 +339,27 @@ def test_tsv_and_parquet_rows_carry_their_own_alts_flags(tmp_path):
     src.write_text(
         "##fileformat=VCFv4.2\n##contig=<ID=22>\n#CHROM\tPOS\tID\tREF\tALT\tQUAL\tFILTER\tINFO\n"
         "22\t20000950\tm1\tT\tG,<DEL>,*\t.\t.\t.\n"
+        f"22\t20000950\tm2\tT\t<DEL>,T{'A' * 200}\t.\t.\t.\n"
     )
     out = tmp_path / "o.tsv"
     score_vcf(str(src), str(DATA / "chr22_slice.fa.gz"), str(out), PS, OPTS)
     rows = [x.split("\t") for x in out.read_text().splitlines() if not x.startswith("#")]
     flag = rows[0].index("CAD_FLAG")
-    assert [(r[4], r[flag]) for r in rows[1:]] == [("G", "."), ("<DEL>", "SYMBOLIC"), ("*", "SYMBOLIC")]
+    assert [(r[4][:2], r[flag]) for r in rows[1:]] == [
+        ("G", "."),
+        ("<D", "SYMBOLIC"),
+        ("*", "SYMBOLIC"),
+        ("<D", "SYMBOLIC"),
+        ("TA", "TOO_LONG"),
+    ]
     vcf = tmp_path / "o.vcf"
     score_vcf(str(src), str(DATA / "chr22_slice.fa.gz"), str(vcf), PS, OPTS)
     assert records(vcf)[0].info["CAD_FLAG"] == ("SYMBOLIC",)  # the record's flags, as before
+    assert records(vcf)[1].info["CAD_FLAG"] == ("SYMBOLIC", "TOO_LONG")
     from caduceus_cli.pipelines.embed import EmbedOptions, embed, read_embeddings
 
     pq = tmp_path / "o.parquet"
     embed(str(src), str(pq), PS, str(DATA / "chr22_slice.fa.gz"), EmbedOptions(window=301, flank=50))
     columns, X, _ = read_embeddings(str(pq))
-    assert columns["flag"] == [None, "SYMBOLIC", "SYMBOLIC"] and not np.isnan(X[0]).any() and np.isnan(X[1:]).all()
+    assert columns["flag"] == [None, "SYMBOLIC", "SYMBOLIC", "SYMBOLIC", "TOO_LONG"]
+    assert not np.isnan(X[0]).any() and np.isnan(X[1:]).all()

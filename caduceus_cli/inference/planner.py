@@ -149,8 +149,9 @@ class SitePlan:
 
     def alt_flags(self, i: int) -> tuple[str, ...]:
         """The flags of ALT ``i`` (one row per ALT in TSV and Parquet): the site's, less the SYMBOLIC /
-        TOO_LONG of its other ALTs. A site with no scorable ALT keeps all its flags."""
-        if not self.alleles:
+        TOO_LONG of its other ALTs. A site that failed as a whole (missing contig, REF mismatch or too long)
+        gives every ALT its flags."""
+        if self.chrom is None:  # the site failed as a whole (contig, REF)
             return self.flags
         if i in self.alleles:
             return tuple(f for f in self.flags if f not in ALT_FLAGS)
@@ -225,11 +226,12 @@ class SitePlanner:
         if win.seq[c : c + len(ref_allele)] != ref_allele:
             if self.layout.strict:
                 length = self.ref.lengths[chrom]
-                found = (
-                    f"position {v.pos1:,} is past the end of {chrom} ({length:,} bp)"
-                    if v.pos0 + len(ref_allele) > length
-                    else f"REF {v.ref} does not match the reference ({win.seq[c : c + len(ref_allele)]})"
-                )
+                if v.pos0 >= length:
+                    found = f"position {v.pos1} is past the end of {chrom} ({length} bp)"
+                elif v.pos0 + len(ref_allele) > length:
+                    found = f"REF {v.ref} runs past the end of {chrom} ({length} bp)"
+                else:
+                    found = f"REF {v.ref} does not match the reference ({win.seq[c : c + len(ref_allele)]})"
                 raise ReferenceError_(f"{v.label()}: {found} in {self.ref.describe()}; is it the right genome build?")
             return SitePlan(v, ("REF_MISMATCH",))
         alt_flags: list[str] = []

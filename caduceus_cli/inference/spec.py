@@ -87,19 +87,21 @@ def spec_for(
     pool: Pool | str = Pool.CENTRE,
     layer: int = -1,
     rc_mode: RcMode | str = RcMode.AVG,
+    default_flank: int = DEFAULT_FLANK,
 ) -> EmbeddingSpec:
     """The spec of ``kind`` features ('variant', 'sequence', 'region') from ``model`` with these options.
 
     Variant features are [ref pooled, alt pooled] (twice the per-position width). A
-    variant pooled by 'mean' averages its whole window, so its flank becomes the window.
+    variant pooled by 'mean' averages its whole window, so its flank becomes the window. ``flank`` is the
+    user's (checked against the window), ``default_flank`` the one used without it.
     """
     cfg = model.config
     w = resolve_window(model, window)
     pool = choice(Pool, pool, "--pool")
     rc_mode = choice(RcMode, rc_mode, "--rc-mode")
     check_layer(cfg, layer)
-    f = DEFAULT_FLANK if flank is None else int(flank)
-    if f < 0 or (flank is not None and f > w):  # the default is the paper's, whatever the window
+    f = default_flank if flank is None else int(flank)
+    if f < 0 or (flank is not None and f > w):  # a default (the paper's, a probe's) is kept whatever the window
         raise OptionError(f"--flank {f}: must be between 0 and the window ({w} bp)")
     if kind == "variant" and pool == Pool.MEAN:
         f = w

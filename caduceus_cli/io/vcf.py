@@ -12,7 +12,6 @@ import contextlib
 import logging
 import os
 import subprocess
-import tempfile
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -21,6 +20,14 @@ import pysam
 from caduceus_cli.errors import InputFileError
 from caduceus_cli.io.regions import Regions
 from caduceus_cli.io.variant import Variant
+
+OWN_INFO = ("CAD_LLR", "CAD_COS", "CAD_FLAG", "CAD_PROB")  # INFO fields score-vcf writes (and CAD_DELTA*)
+
+
+def is_own_field(key: str) -> bool:
+    """Whether an INFO key is one score-vcf writes (a file scored before has them)."""
+    return key in OWN_INFO or key.startswith("CAD_DELTA")
+
 
 log = logging.getLogger(__name__)
 
@@ -41,22 +48,10 @@ def htslib_quiet() -> Iterator[None]:
         pysam.set_verbosity(before)
 
 
-def without_provenance(header: pysam.VariantHeader) -> pysam.VariantHeader:
-    """``header`` without an earlier caduceus run's ``##caduceus_`` lines (its INFO fields stay declared: the
-    writers replace their values). htslib parses the header's text again: pysam cannot remove structured
-    lines one at a time."""
-    text = "".join(line + "\n" for line in str(header).splitlines() if not line.startswith("##caduceus_"))
-    with tempfile.TemporaryDirectory(prefix="caduceus-header-") as tmp:
-        path = os.path.join(tmp, "header.vcf")
-        with open(path, "w") as fh:
-            fh.write(text)
-        with pysam.VariantFile(path) as clean:
-            return clean.header.copy()
-
-
 def check_text_tail(path: str, header: pysam.VariantHeader) -> None:
-    """Raise if an uncompressed VCF ends inside a record (a copy cut short): its last line has no line end
-    and fewer columns than the header names. (bgzip files are checked by htslib's EOF block.)"""
+    """Raise if an uncompressed VCF visibly ends inside a record (a copy cut short): its last line has no
+    line end and fewer columns than the header names. A cut inside the last column is not seen here.
+    (bgzip files are checked by htslib's EOF block.)"""
     with open(path, "rb") as fh:
         if fh.read(2) in (b"\x1f\x8b", b"BC"):  # gzip / bgzip / BCF: htslib checks those
             return
@@ -66,6 +61,8 @@ def check_text_tail(path: str, header: pysam.VariantHeader) -> None:
     if not tail or tail.endswith(b"\n"):
         return
     last = tail.rsplit(b"\n", 1)[-1]
+    if not last.strip():
+        return
     columns = 8 + (1 + len(header.samples) if header.samples else 0)
     if not last.startswith(b"#") and last.count(b"\t") + 1 < columns:
         fields = last.split(b"\t")
@@ -85,8 +82,11 @@ class VariantReader:
         if self.path != "-" and not Path(self.path).exists():
             raise InputFileError(f"{self.path}: no such variant file")
         self._proc: subprocess.Popen | None = None
+        indexed = any(os.path.exists(self.path + ext) for ext in (".tbi", ".csi"))
         try:
-            with htslib_quiet():  # the index is looked for, and only needed for --regions
+            # htslib looks for an index and prints an error line when there is none (only --regions needs one);
+            # with one, its warnings (an index older than the data) stay
+            with contextlib.nullcontext() if indexed else htslib_quiet():
                 self.vf = pysam.VariantFile(self.path, "r")
         except NotImplementedError:
             # plain gzip (not bgzip): htslib cannot seek in it, so read it as a decompressed stream
@@ -107,11 +107,9 @@ class VariantReader:
         self.header = self.vf.header
         if self._proc is None and self.path != "-" and Path(self.path).is_file():
             check_text_tail(self.path, self.header)
-        # a file caduceus scored before: its records are read into a header without that run's provenance
-        self._rescored = any(r.key.startswith("caduceus_") for r in self.header.records)
-        if self._rescored:
-            log.info("%s was scored by caduceus before: that run's provenance and annotations are replaced", self.path)
-            self.header = without_provenance(self.vf.header)
+        # what an earlier caduceus run wrote into this file: its ##caduceus_ lines and CAD_* INFO fields
+        self.earlier_provenance = sum(1 for r in self.header.records if r.key.startswith("caduceus_"))
+        self.own_keys = tuple(k for k in self.header.info if is_own_field(k))
         self._n = 0
         self._last = "the header"
 
@@ -150,8 +148,6 @@ class VariantReader:
                     f"{self.path}: record {self._n + 1} (after {self._last}) is unreadable ({exc}); "
                     "the file may be truncated or malformed: check it with `bcftools view`"
                 ) from exc
-            if self._rescored:
-                rec.translate(self.header)
             variant = variant_of(rec, self._n)
             self._n += 1
             self._last = variant.label()

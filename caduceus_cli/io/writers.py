@@ -90,7 +90,7 @@ def add_header_lines(
     extra: tuple[tuple[str, str], ...] = (),
 ) -> None:
     """Declare CAD_FLAG, the score ``fields`` and ``extra`` (name, description) per-ALT floats and add
-    ``##caduceus_KEY=VALUE`` lines (``VariantReader`` has dropped an earlier run's).
+    ``##caduceus_KEY=VALUE`` lines after any earlier run's (``header_text`` drops those).
 
     A field the input already declares with the same Number and Type is kept as declared (htslib
     cannot re-declare an ID in a header it has read); one declared otherwise is an error."""
@@ -108,11 +108,6 @@ def add_header_lines(
         header.add_line(f"##caduceus_{key}={value}")
 
 
-def is_own_field(key: str) -> bool:
-    """Whether an INFO key is one score-vcf writes (a record scored before has them)."""
-    return key in INFO_FIELDS or key.startswith("CAD_DELTA")
-
-
 class VcfWriter:
     """Annotated VCF/BCF output; bgzip VCF is indexed (tabix .tbi) and BCF (.csi) after the rename.
 
@@ -122,9 +117,19 @@ class VcfWriter:
     """
 
     def __init__(
-        self, path: str, fmt: OutputType, header: pysam.VariantHeader, contigs: dict[str, int] | None = None
+        self,
+        path: str,
+        fmt: OutputType,
+        header: pysam.VariantHeader,
+        contigs: dict[str, int] | None = None,
+        provenance: tuple[str, ...] | None = None,
+        clear: tuple[str, ...] = (),
     ) -> None:
+        """``provenance``, ``clear``: when a scored file is scored again, this run's provenance keys and the
+        earlier run's fields (``header_text``, ``annotated``); BCF keeps the earlier lines (pysam writes its
+        header object)."""
         self.out = AtomicOutput(path)
+        self.clear = clear
         self.fmt = fmt
         self.vf = None
         self.fh = None
@@ -139,7 +144,7 @@ class VcfWriter:
             else:
                 self.fh = open(self.out.tmp, "w")
             if self.fh is not None:
-                self._put(str(header))
+                self._put(header_text(header, provenance))
         except OSError as exc:
             self.out.abort()
             raise InputFileError(f"{path}: cannot write ({exc})") from exc
@@ -148,7 +153,7 @@ class VcfWriter:
         self.fh.write(text.encode() if isinstance(self.fh, pysam.BGZFile) else text)
 
     def write(self, rec: pysam.VariantRecord, ann: Annotation) -> None:
-        rec = annotated(rec, ann)
+        rec = annotated(rec, ann, self.clear)
         if self.vf is not None:
             try:
                 self.vf.write(rec)
@@ -174,12 +179,29 @@ class VcfWriter:
             index_output(self.out.path, self.fmt)
 
 
-def annotated(rec: pysam.VariantRecord, ann: Annotation) -> pysam.VariantRecord:
-    """A copy of ``rec`` with the annotation's INFO fields set and any earlier run's removed (the caller's
-    record is not changed)."""
+def header_text(header: pysam.VariantHeader, provenance: tuple[str, ...] | None = None) -> str:
+    """The header as VCF text. ``provenance``: when a scored file is scored again, this run's provenance keys:
+    of the ``##caduceus_`` lines only the last one of each of those keys stays (htslib keeps one copy of a
+    repeated line, and this run's come after the earlier run's). pysam cannot remove structured header lines
+    one at a time, so they go here."""
+    if provenance is None:
+        return str(header)
+    lines = str(header).splitlines(keepends=True)
+    last: dict[str, int] = {}
+    for i, line in enumerate(lines):
+        if line.startswith("##caduceus_"):
+            last[line[len("##caduceus_") :].split("=", 1)[0]] = i
+    keep = {last[k] for k in provenance if k in last}
+    return "".join(x for i, x in enumerate(lines) if not x.startswith("##caduceus_") or i in keep)
+
+
+def annotated(rec: pysam.VariantRecord, ann: Annotation, clear: tuple[str, ...] = ()) -> pysam.VariantRecord:
+    """A copy of ``rec`` with the annotation's INFO fields set and the ``clear`` ones of an earlier run removed
+    (the caller's record is not changed)."""
     rec = rec.copy()
-    for key in [k for k in rec.info if is_own_field(k)]:  # an earlier run's values: replaced, never mixed
-        del rec.info[key]
+    for key in clear:  # an earlier run's fields (``VariantReader.own_keys``): replaced, never mixed
+        if key in rec.info:
+            del rec.info[key]
     if rec.alts:
         for key, values in ann.fields().items():
             rec.info[key] = values
@@ -263,14 +285,16 @@ def index_output(path: str, fmt: OutputType) -> None:
 class VcfText:
     """VCF text of the header and of annotated records (htslib's own formatting, as ``VcfWriter`` writes)."""
 
-    def __init__(self, header: pysam.VariantHeader) -> None:
-        self.header = header
+    def __init__(
+        self, header: pysam.VariantHeader, provenance: tuple[str, ...] | None = None, clear: tuple[str, ...] = ()
+    ) -> None:
+        self.header, self.provenance, self.clear = header, provenance, clear  # see ``header_text``, ``annotated``
 
     def header_text(self) -> str:
-        return str(self.header)
+        return header_text(self.header, self.provenance)
 
     def record(self, rec: pysam.VariantRecord, ann: Annotation) -> str:
-        return str(annotated(rec, ann))
+        return str(annotated(rec, ann, self.clear))
 
 
 TSV_KEYS = ["chrom", "pos", "id", "ref", "alt"]

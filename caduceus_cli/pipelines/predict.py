@@ -61,7 +61,9 @@ def predict(
         input_path, ref, head.targets or ("label",), need_label=False, bed=opts.bed, renames=renames
     )
     bf16 = precision == Precision.BF16 or (precision == Precision.AUTO and device.type == "cuda")
-    window = opts.window or head.window
+    window = head.window if opts.window is None else opts.window
+    if window < 1:
+        raise OptionError(f"--window {window}: must be 1 or more")
     values = sequence_outputs(model, [encode(r.seq) for r in records], window, opts.batch_size, bf16)
     columns = ["name", *head.output_names]
     rows = ([r.name, *(f"{x:.6g}" for x in v)] for r, v in zip(records, values, strict=True))

@@ -18,7 +18,7 @@ from dataclasses import dataclass, field, replace
 
 from caduceus_cli import __version__
 from caduceus_cli.choices import IndelMasking, OutputType, Score, WindowMode, choice
-from caduceus_cli.errors import OptionError, StoppedError
+from caduceus_cli.errors import InputFileError, OptionError, StoppedError
 from caduceus_cli.inference.chunking import Shard
 from caduceus_cli.inference.delta import DeltaScorer
 from caduceus_cli.inference.distributed import Ranks
@@ -145,10 +145,17 @@ def score_vcf(
                         f"<index={shard.index},total={shard.total},records={scatter.output.size},"
                         f"run={run_hash(identity)}>"
                     )
-                add_header_lines(reader.header, provenance, job.fields, job.delta_fields)
+                if reader.earlier_provenance and ranks.rank == 0:
+                    log.info("%s was scored before: that run's provenance and CAD_* values are replaced", vcf)
+                try:
+                    add_header_lines(reader.header, provenance, job.fields, job.delta_fields)
+                except InputFileError as exc:
+                    raise InputFileError(f"{vcf}: {exc}") from exc
                 if fmt == OutputType.BCF:
                     declare_contigs(reader.header, job.reference.lengths)
-                text = TsvText(provenance, job.fields) if fmt == OutputType.TSV else VcfText(reader.header)
+                again = tuple(provenance) if reader.earlier_provenance else None  # a file scored before
+                vcf_text = VcfText(reader.header, again, reader.own_keys)
+                text = TsvText(provenance, job.fields) if fmt == OutputType.TSV else vcf_text
                 summary = ScoreSummary(window=job.spec.window, output=out)
                 cursor = Cursor(reader)
                 if out == "-":
@@ -177,7 +184,8 @@ def score_vcf(
                     _add(summary, mine)
             summary.windows_run = rt.engine.windows_run
             summary.tokens_run = rt.engine.tokens_run
-            _warn_build(summary, vcf, job.reference.describe())
+            if ranks.rank == 0:
+                _warn_build(summary, vcf, job.reference.describe())
     finally:
         ranks.close()
     return summary
@@ -274,7 +282,7 @@ class _Job:
         if fmt == OutputType.TSV:
             writer: TsvWriter | VcfWriter = TsvWriter(out, text.provenance, self.fields)
         else:
-            writer = VcfWriter(out, fmt, reader.header, self.reference.lengths)
+            writer = VcfWriter(out, fmt, reader.header, self.reference.lengths, text.provenance, text.clear)
         ok = False
         try:
             for pairs, stats in self.annotated(items):
