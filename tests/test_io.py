@@ -188,3 +188,12 @@ def test_bgzip_vcf_to_bcf_keeps_every_record_and_declares_their_contigs(tmp_path
     with pysam.VariantFile(str(bcf)) as got:
         assert {"chr1", "chr2", "chrX"} <= set(got.header.contigs)
         assert [(r.chrom, r.pos) for r in got] == [("chr1", 5), ("chr1", 9), ("chr2", 3), ("chrX", 7)]
+
+
+def test_the_reader_knows_every_field_score_vcf_writes():
+    """A file scored before is recognised by the fields the writers declare (their values are cleared)."""
+    from caduceus_cli.io.vcf import OWN_INFO, is_own_field
+    from caduceus_cli.io.writers import INFO_FIELDS
+
+    assert set(OWN_INFO) == set(INFO_FIELDS)
+    assert is_own_field("CAD_DELTA_expr") and not is_own_field("CADD_PHRED")
