@@ -52,6 +52,11 @@ def is_embedding_file(path: str) -> bool:
         return False
 
 
+def spec_metadata(spec: dict) -> dict[bytes, bytes]:
+    """The Parquet schema metadata that carries an embedding's spec."""
+    return {META_KEY: json.dumps(spec).encode()}
+
+
 class ParquetSink:
     """Streams ``EmbeddedRows`` chunks into one Parquet file (one row group per chunk), atomically."""
 
@@ -79,8 +84,7 @@ class ParquetSink:
         emb = pa.FixedSizeListArray.from_arrays(flat, dim, mask=pa.array(~valid))
         table = pa.table(arrays | {"embedding": emb})
         if self.writer is None:
-            meta = {META_KEY: json.dumps(self.spec).encode()}
-            self.schema = _nullable_schema(table.schema).with_metadata(meta)
+            self.schema = _nullable_schema(table.schema).with_metadata(spec_metadata(self.spec))
             self.writer = pq.ParquetWriter(self.out.tmp, self.schema)
         self.writer.write_table(table.cast(self.schema))
         self.rows += n
@@ -91,8 +95,7 @@ class ParquetSink:
             import pyarrow.parquet as pq
 
             emb = pa.FixedSizeListArray.from_arrays(pa.array([], pa.float32()), int(self.spec["dim"]))
-            meta = {META_KEY: json.dumps(self.spec).encode()}
-            pq.write_table(pa.table({"embedding": emb}).replace_schema_metadata(meta), self.out.tmp)
+            pq.write_table(pa.table({"embedding": emb}).replace_schema_metadata(spec_metadata(self.spec)), self.out.tmp)
         if self.writer is not None:
             self.writer.close()
         if ok:
@@ -151,8 +154,9 @@ class TokenSink:
                 self.out.abort()
                 return
             self.out.commit()
-            meta = {META_KEY: json.dumps(self.spec).encode()}
-            pq.write_table(pa.table(self.index).replace_schema_metadata(meta), index_path(self.path))
+            pq.write_table(
+                pa.table(self.index).replace_schema_metadata(spec_metadata(self.spec)), index_path(self.path)
+            )
         elif ok:
             from safetensors.numpy import save_file
 

@@ -108,7 +108,7 @@ class VariantReader:
         if self._proc is None and self.path != "-" and Path(self.path).is_file():
             check_text_tail(self.path, self.header)
         # what an earlier caduceus run wrote into this file: its ##caduceus_ lines and CAD_* INFO fields
-        self.earlier_provenance = sum(1 for r in self.header.records if r.key.startswith("caduceus_"))
+        self.scored_before = any(r.key.startswith("caduceus_") for r in self.header.records)
         self.own_keys = tuple(k for k in self.header.info if is_own_field(k))
         self._n = 0
         self._last = "the header"

@@ -145,7 +145,7 @@ def score_vcf(
                         f"<index={shard.index},total={shard.total},records={scatter.output.size},"
                         f"run={run_hash(identity)}>"
                     )
-                if reader.earlier_provenance and ranks.rank == 0:
+                if reader.scored_before and ranks.rank == 0:
                     log.info("%s was scored before: that run's provenance and CAD_* values are replaced", vcf)
                 try:
                     add_header_lines(reader.header, provenance, job.fields, job.delta_fields)
@@ -153,9 +153,10 @@ def score_vcf(
                     raise InputFileError(f"{vcf}: {exc}") from exc
                 if fmt == OutputType.BCF:
                     declare_contigs(reader.header, job.reference.lengths)
-                again = tuple(provenance) if reader.earlier_provenance else None  # a file scored before
-                vcf_text = VcfText(reader.header, again, reader.own_keys)
-                text = TsvText(provenance, job.fields) if fmt == OutputType.TSV else vcf_text
+                if fmt == OutputType.TSV:
+                    text: TsvText | VcfText = TsvText(provenance, job.fields)
+                else:  # a file scored before: only this run's provenance lines stay
+                    text = VcfText(reader.header, tuple(provenance) if reader.scored_before else None, reader.own_keys)
                 summary = ScoreSummary(window=job.spec.window, output=out)
                 cursor = Cursor(reader)
                 if out == "-":
@@ -273,7 +274,8 @@ class _Job:
                     (name, tuple(None if d is None else d[k] for d in per_alt))
                     for k, (name, _) in enumerate(self.delta_fields)
                 )
-            alt_flags = tuple(s.plan.alt_flags(i) for i in range(s.plan.n_alts))
+            # per-ALT flags (TSV rows) only where the record has flags: most records have none
+            alt_flags = tuple(s.plan.alt_flags(i) for i in range(s.plan.n_alts)) if s.flags else None
             pairs.append((rec, Annotation(llr, cos, s.flags, prob, extra, alt_flags)))
         return pairs, stats
 
