@@ -3,8 +3,8 @@
 #   .gpukern/ss/kernels_ss.tar.xz  mamba_ssm from ../shared/gpu-wheels, trimmed to the selective
 #                                  scan (its python: selective_scan_interface, triton layer_norm,
 #                                  utils; __init__ imports only the scan), ~37 MB
-#   .whl/                          pure-python wheels the device lacks: einops (mamba_ssm needs it),
-#                                  pytest and its dependencies
+#   .whl/                          pure-python wheels: einops (mamba_ssm needs it), pytest and its
+#                                  dependencies; the device image has them now (SKIP_WHL=1 skips them)
 # Then: run(carry=[".gpukern/ss", ".whl"], command="source bench/gpu_setup.sh; ...").
 set -euo pipefail
 wheel=$(ls "${SHARED:-../shared}"/gpu-wheels/mamba_ssm-*.whl | head -1)
@@ -21,6 +21,6 @@ printf '__version__ = %s\n\nfrom mamba_ssm.ops.selective_scan_interface import s
     > "$t/mamba_ssm/__init__.py"
 mkdir -p .gpukern/ss .whl
 tar cJf .gpukern/ss/kernels_ss.tar.xz -C "$t" .
-"${PYTHON:-python3}" -m pip download -q --no-deps -d .whl einops pytest pluggy iniconfig packaging pygments
+[ -n "${SKIP_WHL:-}" ] || "${PYTHON:-python3}" -m pip download -q --no-deps -d .whl einops pytest pluggy iniconfig packaging pygments
 rm -rf "$tmp"
 du -sh .gpukern/ss .whl
