@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Device call: a scan kernel change against the tree it was made on, in one call. Here, first:
 #   mkdir -p .gpu/base && git archive HEAD caduceus_cli bench/bench_forward.py | tar -x -C .gpu/base
-#   cp bench/mufu_ceiling.py .gpu/base/bench/ && bash bench/pack_gpu_carry.sh   (SKIP_WHL=1: pytest is there)
+#   cp bench/mufu_ceiling.py bench/scan_fused.py .gpu/base/bench/ && SKIP_WHL=1 bash bench/pack_gpu_carry.sh
 #   then the change in the working tree (e.g. git apply bench/experiments/scan_staging_dbatch.patch) and
 #   run(carry=[".gpukern/ss", ".gpu"], command="bash bench/gpu_ab_scan.sh")
 # It runs the gpu scan tests on the change, times one direction's scan call (131k row, 128 x 1k rows;

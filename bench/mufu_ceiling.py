@@ -27,6 +27,8 @@ from pathlib import Path
 import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+from scan_fused import timed  # noqa: E402  (bench/: median ms of 20 by CUDA events after 3 warm-ups)
+
 from caduceus_cli.kernels import scan_cuda  # noqa: E402
 
 D, N, R, L = 512, 16, 16, 131_072
@@ -126,21 +128,6 @@ def run_kernel(fn, grid: int, args: list, reps: int = 5) -> tuple[float, float]:
     return statistics.median(ts), statistics.median(clocks)
 
 
-def events_ms(fn, reps: int = 20) -> float:
-    for _ in range(3):
-        fn()
-    torch.cuda.synchronize()
-    ts = []
-    for _ in range(reps):
-        s, e = torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True)
-        s.record()
-        fn()
-        e.record()
-        torch.cuda.synchronize()
-        ts.append(s.elapsed_time(e))
-    return statistics.median(ts)
-
-
 def scan_alone(dev: torch.device) -> dict:
     """One direction's scan call (scan_prepared) as bimamba_rows makes it, on one 131,072-token row and on
     128 rows of 1,024: the forward direction (ungated) and the reverse one (gated, y_f added); median ms
@@ -164,7 +151,7 @@ def scan_calls(name: str, n: int, length: int, w: scan_cuda.ScanWeights, t) -> d
     out = torch.empty_like(u)
     fwd = lambda: scan_cuda.scan_prepared(u, None, xdbl, w, length, out=out, gate=False)  # noqa: E731
     rev = lambda: scan_cuda.scan_prepared(u, z, xdbl, w, length, out=out, reverse=True, add=ya)  # noqa: E731
-    res = {f"{name}_fwd_ms": events_ms(fwd), f"{name}_rev_ms": events_ms(rev)}
+    res = {f"{name}_fwd_ms": timed(fwd), f"{name}_rev_ms": timed(rev)}
     if name == "row131k":
         with torch.profiler.profile(activities=[torch.profiler.ProfilerActivity.CUDA]) as prof:
             for _ in range(10):
