@@ -5,8 +5,9 @@
 #   then the change in the working tree (e.g. git apply bench/experiments/scan_staging_dbatch.patch) and
 #   run(carry=[".gpukern/ss", ".gpu"], command="bash bench/gpu_ab_scan.sh")
 # It runs the gpu scan tests on the change, times one direction's scan call (131k row, 128 x 1k rows;
-# bench/mufu_ceiling.py --scan-only) base / change (delta batch off) / change / base / change, then the
-# 131k forwards base / change / base / change while the call's first ~3 minutes last. Output under $OUT.
+# bench/mufu_ceiling.py --scan-only; equal output hashes: bit-identical) base / change (delta batch off) /
+# change / base / change, then the 131k forwards base / change / base / change while the call's first
+# ~3 minutes last. Output under $OUT.
 source bench/gpu_setup.sh > "$OUT/setup.log" 2>&1
 export PYTHONUNBUFFERED=1
 T0=$(date +%s)
@@ -20,7 +21,7 @@ el scan
 for v in base new0 new base new; do
     case $v in base) P=.gpu/base/bench; E=1 ;; new) P=bench; E=1 ;; new0) P=bench; E=0 ;; esac
     CADUCEUS_SCAN_DBATCH=$E python3 $P/mufu_ceiling.py --scan-only 2>/dev/null |
-        python3 -c "import json,sys; d=json.load(sys.stdin)['scan_calls']; print('$v', ' '.join(f'{k}={x:.4g}' for k, x in d.items()))"
+        python3 -c "import json,sys; d=json.load(sys.stdin)['scan_calls']; print('$v', ' '.join(f'{k}={x:.4g}' if isinstance(x, float) else f'{k}={x}' for k, x in d.items()))"
 done | tee "$OUT/scan_calls.txt"
 el forward
 for v in base new base new; do

@@ -19,6 +19,7 @@ If the loops alone run near the real kernels' rate, the staging is not what hold
 from __future__ import annotations
 
 import argparse
+import hashlib
 import json
 import statistics
 import sys
@@ -131,7 +132,8 @@ def run_kernel(fn, grid: int, args: list, reps: int = 5) -> tuple[float, float]:
 def scan_alone(dev: torch.device) -> dict:
     """One direction's scan call (scan_prepared) as bimamba_rows makes it, on one 131,072-token row and on
     128 rows of 1,024: the forward direction (ungated) and the reverse one (gated, y_f added); median ms
-    of 20 (CUDA events). For the 131k forward call, each kernel's time from the profiler."""
+    of 20 (CUDA events) and a hash of the output's bits (fixed inputs: equal hashes from two trees mean
+    bit-identical kernels). For the 131k forward call, each kernel's time from the profiler."""
     g = torch.Generator(device=dev).manual_seed(0)
     t = lambda *s: torch.randn(*s, device=dev, generator=g, dtype=torch.bfloat16)  # noqa: E731
     Wdt = torch.randn(D, R, device=dev, generator=g) * R**-0.5
@@ -152,6 +154,8 @@ def scan_calls(name: str, n: int, length: int, w: scan_cuda.ScanWeights, t) -> d
     fwd = lambda: scan_cuda.scan_prepared(u, None, xdbl, w, length, out=out, gate=False)  # noqa: E731
     rev = lambda: scan_cuda.scan_prepared(u, z, xdbl, w, length, out=out, reverse=True, add=ya)  # noqa: E731
     res = {f"{name}_fwd_ms": timed(fwd), f"{name}_rev_ms": timed(rev)}
+    for key, fn in (("fwd", fwd), ("rev", rev)):  # the outputs' bits, to compare two trees' kernels
+        res[f"{name}_{key}_sha1"] = hashlib.sha1(fn().cpu().view(torch.uint8).numpy().tobytes()).hexdigest()[:12]
     if name == "row131k":
         with torch.profiler.profile(activities=[torch.profiler.ProfilerActivity.CUDA]) as prof:
             for _ in range(10):
