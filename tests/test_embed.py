@@ -12,7 +12,7 @@ from caduceus_cli.inference.tiling import tiles
 from caduceus_cli.io.embeddings import index_path
 from caduceus_cli.io.vcf import VariantReader
 from caduceus_cli.model.loading import load_model
-from caduceus_cli.pipelines.embed import EmbedOptions, embed, read_embeddings
+from caduceus_cli.pipelines.embed import KEY_COLUMNS, EmbedOptions, embed, read_embeddings
 from caduceus_cli.tokenizer import encode
 from tests.conftest import DATA, GOLDEN, mirrored_snvs
 
@@ -52,6 +52,11 @@ def test_variant_embedding_identical_on_both_strands(model, slice_seq, tmp_path)
     assert np.abs(xf[0] - xf[1]).max() > 1e-3  # different variants, different features
 
 
+def key_types(path) -> dict[str, str]:
+    """The key columns of an embedding Parquet file and their Arrow types."""
+    return {f.name: str(f.type) for f in pq.read_schema(str(path)) if f.name != "embedding"}
+
+
 def test_vcf_rows_per_alt_in_order_with_flags(tmp_path):
     out = tmp_path / "v.parquet"
     summary = embed(
@@ -70,6 +75,7 @@ def test_vcf_rows_per_alt_in_order_with_flags(tmp_path):
     flagged = [i for i, f in enumerate(cols["flag"]) if f and ("REF_MISMATCH" in f or "SYMBOLIC" in f)]
     assert all(np.isnan(X[i]).all() for i in flagged)
     assert (~np.isnan(X).any(axis=1)).sum() >= len(expected) - len(flagged)
+    assert key_types(out) == KEY_COLUMNS["variant-vcf"]  # what an empty output is given
 
 
 def test_sequence_pooling_and_per_token_outputs(slice_seq, tmp_path):
@@ -119,6 +125,8 @@ def test_bed_regions_match_fasta_of_the_same_sequence(tmp_path):
     embed(str(tmp_path / "r.fa"), str(tmp_path / "fa.parquet"), PH, None, opts)
     cols, xb, spec = read_embeddings(str(tmp_path / "bed.parquet"))
     _, xf, _ = read_embeddings(str(tmp_path / "fa.parquet"))
+    assert key_types(tmp_path / "bed.parquet") == KEY_COLUMNS["region"]
+    assert key_types(tmp_path / "fa.parquet") == KEY_COLUMNS["sequence"]
     assert cols["id"] == ["promA", "22:20200001-20200150"] and cols["start"] == [20100000, 20200000]
     assert spec.kind == "region" and spec.layer == 1
     np.testing.assert_allclose(xb, xf, rtol=1e-5, atol=1e-6)
@@ -163,6 +171,7 @@ def test_no_rows_still_give_a_parquet_file(tmp_path):
     r = embed(str(src), str(out), PS, str(DATA / "chr22_slice.fa.gz"), EmbedOptions(window=64))
     columns, X, spec = read_embeddings(str(out))
     assert r.rows == 0 and X.shape == (0, r.dim) and spec.window == 64
+    assert key_types(out) == KEY_COLUMNS["variant-vcf"] and all(len(v) == 0 for v in columns.values())
 
 
 def test_a_default_flank_beyond_the_window_is_kept():

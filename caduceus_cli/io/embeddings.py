@@ -58,9 +58,12 @@ def spec_metadata(spec: dict) -> dict[bytes, bytes]:
 
 
 class ParquetSink:
-    """Streams ``EmbeddedRows`` chunks into one Parquet file (one row group per chunk), atomically."""
+    """Streams ``EmbeddedRows`` chunks into one Parquet file (one row group per chunk), atomically.
 
-    def __init__(self, path: str, spec: dict) -> None:
+    ``keys``: the key columns and their Arrow type names (``"string"``, ``"int64"``), written when no
+    row comes, so that an empty result has the columns a non-empty one would have."""
+
+    def __init__(self, path: str, spec: dict, keys: dict[str, str] | None = None) -> None:
         if path == "-":
             raise OptionError("embed writes Parquet to a file: pass -o FILE.parquet")
         if not path.lower().endswith((".parquet", ".pq")):
@@ -69,6 +72,7 @@ class ParquetSink:
             )
         self.out = AtomicOutput(path)
         self.spec = spec
+        self.keys = keys or {}
         self.writer = None
         self.schema = None
         self.rows = 0
@@ -90,12 +94,16 @@ class ParquetSink:
         self.rows += n
 
     def close(self, ok: bool) -> None:
-        if self.writer is None and ok:  # no rows: still a Parquet file, with the embedding column and the spec
+        if (
+            self.writer is None and ok
+        ):  # no rows: still a Parquet file, with the key columns, the embedding and the spec
             import pyarrow as pa
             import pyarrow.parquet as pq
 
             emb = pa.FixedSizeListArray.from_arrays(pa.array([], pa.float32()), int(self.spec["dim"]))
-            pq.write_table(pa.table({"embedding": emb}).replace_schema_metadata(spec_metadata(self.spec)), self.out.tmp)
+            keys = {k: pa.array([], getattr(pa, t)()) for k, t in self.keys.items()}
+            table = pa.table(keys | {"embedding": emb})
+            pq.write_table(table.replace_schema_metadata(spec_metadata(self.spec)), self.out.tmp)
         if self.writer is not None:
             self.writer.close()
         if ok:

@@ -83,6 +83,17 @@ def load_table(path: str, opts: EmbedOptions, need_label: bool) -> VariantTable:
     return read_variant_table(path, parse_column_map(opts.columns), opts.label_field, need_label)
 
 
+# the key columns of each input kind's rows (Arrow type names), for an output without rows; a variant
+# table's are its own
+KEY_COLUMNS = {
+    "variant-vcf": {"chrom": "string", "pos": "int64", "id": "string", "ref": "string", "alt": "string", "flag": "string"},
+    "sequence": {"id": "string", "length": "int64", "n_windows": "int64"},
+    "region": {
+        "id": "string", "chrom": "string", "start": "int64", "end": "int64", "length": "int64", "n_windows": "int64"
+    },
+}  # fmt: skip
+
+
 def embed(
     input_path: str,
     out: str,
@@ -127,7 +138,7 @@ def embed(
             total = sum(len(s) for _, s in items())  # a first pass for the array's size
             sink: ParquetSink | TokenSink = TokenSink(out, spec.to_dict(), total)
         else:
-            sink = ParquetSink(out, spec.to_dict())
+            sink = ParquetSink(out, spec.to_dict(), KEY_COLUMNS.get(kind))
         ok = False
         rows = 0
         try:
