@@ -94,9 +94,8 @@ class ParquetSink:
         self.rows += n
 
     def close(self, ok: bool) -> None:
-        if (
-            self.writer is None and ok
-        ):  # no rows: still a Parquet file, with the key columns, the embedding and the spec
+        # no rows: still a Parquet file, with the key columns, the embedding and the spec
+        if self.writer is None and ok:
             import pyarrow as pa
             import pyarrow.parquet as pq
 
