@@ -210,7 +210,7 @@ def _embed_vcf(
 
 
 def _vcf_rows(sites: list[SiteScores], dim: int) -> EmbeddedRows:
-    cols: dict[str, list] = {k: [] for k in ("chrom", "pos", "id", "ref", "alt", "flag")}
+    cols: dict[str, list] = {k: [] for k in KEY_COLUMNS["variant-vcf"]}
     feats = []
     missing = np.full(dim, np.nan, np.float32)
     for s in sites:
