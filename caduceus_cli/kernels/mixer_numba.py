@@ -32,6 +32,7 @@ import torch
 
 from caduceus_cli.kernels.cpu_buffers import as_numpy, fresh, scratch
 from caduceus_cli.kernels.mixer_ref import MixerWeights
+from caduceus_cli.kernels.prefetch_numba import prefetch_span, prefetch_span_w
 from caduceus_cli.kernels.row_groups import in_row_groups
 from caduceus_cli.kernels.vmath_numba import (
     FASTMATH,
@@ -48,6 +49,8 @@ from caduceus_cli.kernels.vmath_numba import (
 BLOCK = 128  # channels per scan work item (fewer if d_inner is not a multiple): the states fit L1
 MIN_BLOCK = 16
 TIME_TILE = 512  # positions per work item of the conv kernel
+SCAN_AHEAD = 16  # the scan prefetches the rows of the position this many steps ahead (prefetch_numba)
+CONV_AHEAD = 4  # the conv prefetches the rows of the position this many ahead
 
 
 def channel_block(d_inner: int, rows: int = 0) -> int:
@@ -86,6 +89,10 @@ if nb is not None:
         acc = np.empty(di, np.float32)
         sgn = 1 if dr == 0 else -1
         for t in range(t0, t1):
+            ta = t + CONV_AHEAD  # its newest tap row (x) and its output row, ahead of use
+            if ta + K - 1 < length:
+                prefetch_span(xz[base + ta + (K - 1 if dr else 0)], 0, di)
+                prefetch_span_w(out[base + ta], 0, di)
             o = out[base + t]
             # forward: tap k reads x[t - (K-1) + k]; reverse (conv of the flipped row): x[t + (K-1) - k]
             if K == 4:  # one pass: taps summed in order, then bias and SiLU
@@ -150,6 +157,12 @@ if nb is not None:
             X = xdbl[dr]
             for step in range(length):
                 i = row * length + (step if dr == 0 else length - 1 - step)
+                if step + SCAN_AHEAD < length:  # this block's rows of a later position
+                    ia = i + SCAN_AHEAD if dr == 0 else i - SCAN_AHEAD
+                    prefetch_span(Ud[ia], c0, c1)
+                    prefetch_span(xz[ia], di + c0, di + c1)
+                    prefetch_span_w(y[ia], c0, c1)
+                    prefetch_span(X[ia], 0, X.shape[1])
                 xd = X[i]
                 ub = Ud[i][c0:c1]
                 for j in range(cb):
