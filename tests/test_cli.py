@@ -1,6 +1,8 @@
 import subprocess
 import sys
 
+import pytest
+
 from caduceus_cli import __version__
 from tests.conftest import GOLDEN
 
@@ -75,3 +77,22 @@ def test_bad_choices_stop_with_one_line(tmp_path):
             ScoreOptions(precision="fp13"),
         )
     assert not (tmp_path / "o.vcf").exists()
+
+
+def test_main_collects_rarely_and_freezes_the_heap_before_exit(monkeypatch, capsys):
+    import gc
+
+    from caduceus_cli.cli import app as app_module
+
+    threshold = gc.get_threshold()
+    monkeypatch.setattr(sys, "argv", ["caduceus", "--version"])
+    try:
+        with pytest.raises(SystemExit) as exc:
+            app_module.main()
+        assert exc.value.code == 0
+        assert __version__ in capsys.readouterr().out
+        assert gc.get_threshold()[0] == app_module.GC_GEN0_THRESHOLD
+        assert gc.get_freeze_count() > 0  # shutdown's collections skip what the run left
+    finally:
+        gc.unfreeze()
+        gc.set_threshold(*threshold)
