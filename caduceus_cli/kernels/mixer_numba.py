@@ -209,16 +209,18 @@ if nb is not None:
                     k += 1
                 zb = xz[i][di + c0 : di + c1]
                 yb = y[i][c0:c1]
-                if dr == 0:  # y = (acc + D u) silu(z); the reverse direction adds its own
+                if dr == 0:  # y = (acc + D u) silu(z); silu(z) replaces z for the reverse direction
                     for j in range(cb):
-                        yb[j] = fma(Db[j], ub[j], acc[j]) * silu(zb[j])
-                else:
+                        g = silu(zb[j])
+                        zb[j] = g
+                        yb[j] = fma(Db[j], ub[j], acc[j]) * g
+                else:  # which adds its own, gated by the same silu(z)
                     for j in range(cb):
-                        yb[j] += fma(Db[j], ub[j], acc[j]) * silu(zb[j])
+                        yb[j] += fma(Db[j], ub[j], acc[j]) * zb[j]
 
     @nb.njit(parallel=True, cache=True)
     def _scan_kernel(U, xz, length, xdbl, dtw, dtb, A_log, Dv, y, cb):  # pragma: no cover - compiled
-        # U (2, n*L, di); xz (n*L, 2 di): z in columns [di, 2 di); per direction (2-tuples):
+        # U (2, n*L, di); xz (n*L, 2 di): z in columns [di, 2 di), overwritten with silu(z); per direction (2-tuples):
         # xdbl (n*L, R + 2N) = [dt_low | B | C], dtw (di, R), dtb (di,), A_log (di, N), Dv (di,);
         # y (n*L, di) out. Work items: (row, channel block of cb).
         blocks = y.shape[1] // cb
