@@ -19,11 +19,9 @@ import torch
 
 from caduceus_cli.kernels import addnorm
 from caduceus_cli.kernels.cpu_buffers import as_numpy, fresh
-from caduceus_cli.kernels.prefetch_numba import prefetch_span, prefetch_span_w
 from caduceus_cli.kernels.vmath_numba import FASTMATH, fma, nb, prefer_512_bit_vectors
 
 TOKENS_PER_ITEM = 64
-AHEAD = 4  # tokens: the rows of token tok + AHEAD are prefetched while tok is processed (prefetch_numba)
 _LANES = 16
 
 if nb is not None:
@@ -49,35 +47,6 @@ if nb is not None:
             s += part[j]
         s += tail
         return np.float32(1.0) / np.sqrt(s / np.float32(hi - lo) + eps)
-
-    @nb.njit(cache=True)
-    def _prefetch_token(
-        mode, h, o_f, o_r, residual, has_res, batch, length, rcps, final, res_out, X, normed_out, D, tok
-    ):  # pragma: no cover - compiled
-        """Prefetch the rows ``_boundary_tokens`` reads and writes for token ``tok`` (hints only)."""
-        C = res_out.shape[2]
-        b = tok // length
-        t = tok % length
-        m = batch + b
-        if mode == 0:
-            prefetch_span(h[b, t], 0, C)
-        else:
-            prefetch_span(o_f[b * length + t], 0, D)
-            if mode == 2:
-                prefetch_span(o_r[b * length + length - 1 - t], 0, D)
-            if rcps:
-                prefetch_span(o_f[m * length + length - 1 - t], 0, D)
-                if mode == 2:
-                    prefetch_span(o_r[m * length + t], 0, D)
-        if has_res:
-            prefetch_span(residual[b, t], 0, C)
-        prefetch_span_w(res_out[b, t], 0, C)
-        if final:
-            prefetch_span_w(normed_out[b, t], 0, C)
-        else:
-            prefetch_span_w(X[b, t], 0, D)
-            if rcps:
-                prefetch_span_w(X[m, length - 1 - t], 0, D)
 
     @nb.njit(fastmath=FASTMATH, error_model="numpy", cache=True)
     def _boundary_tokens(
@@ -113,24 +82,6 @@ if nb is not None:
         tmp = np.empty(C, np.float32)
         part = np.empty(_LANES, np.float32)  # _rms_scale's lanes
         for tok in range(lo, hi):
-            if tok + AHEAD < batch * length:
-                _prefetch_token(
-                    mode,
-                    h,
-                    o_f,
-                    o_r,
-                    residual,
-                    has_res,
-                    batch,
-                    length,
-                    rcps,
-                    final,
-                    res_out,
-                    X,
-                    normed_out,
-                    D,
-                    tok + AHEAD,
-                )
             b = tok // length
             t = tok % length
             if mode == 0:

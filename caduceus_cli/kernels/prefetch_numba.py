@@ -2,11 +2,11 @@
 
 The CPU kernels walk rows of token-major arrays (tens of MB, far beyond L2) at a fixed stride: the
 scan reads one 512-byte channel block per position from rows 1-2 KiB apart, and the conv reads
-one row and writes two per position. On a 2-core AMD EPYC (Zen 3) VM, sampling the kernels with
+one new row and writes one per position and direction. On a 2-core AMD EPYC (Zen 3) VM, sampling the kernels with
 ``perf`` put a quarter of the scan's time and most of the conv's on the loads of the next row:
 the hardware prefetchers did not run ahead of these strides. Prefetching the rows a few positions
-ahead took about a fifth off the scan's and the conv's time there, and a sixth off the block
-boundary's (``bench/bench_cpu_kernels.py``, same bits).
+ahead took about a fifth off the scan's and the conv's time there (``bench/bench_cpu_kernels.py``,
+same bits). The block boundary (rows read once, in order) gained nothing measurable and has none.
 
 ``prefetch(ary, idx)`` / ``prefetch_w(ary, idx)``: ``llvm.prefetch`` of the element ``ary[idx]``
 (``idx`` a tuple with one integer per dimension, not wrapped, not bounds-checked: the address is
@@ -14,7 +14,7 @@ only a hint, and a prefetch of any address never faults), for reading / for writ
 cache levels. Hints only: no value a kernel computes depends on them.
 
 As with ``vmath_numba``: numba's on-disk cache keys a kernel on its own file, so after editing this
-one, touch ``mixer_numba.py`` and ``addnorm_numba.py`` (or clear their cached entries).
+one, touch ``mixer_numba.py`` (or clear its cached entries).
 """
 
 from __future__ import annotations
