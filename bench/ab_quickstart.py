@@ -5,7 +5,8 @@ examples/chr22_slice.fa.gz -o scored.vcf.gz`` does, with the package imported fr
 test (``python -m`` would import the one in the working directory whatever ``PYTHONPATH`` says,
 so the runs go through ``caduceus_cli.cli.app.main`` with the tree first on ``sys.path``). Phases:
 start-up (process start to the first model forward), the forwards (their summed time), and exit
-(from ``atexit`` to the process's end, measured by this parent). The outputs of the two trees are
+(from ``atexit`` to the process's end, measured by this parent), and the cyclic collector's
+collections before exit (``gc.callbacks``: their number and summed time). The outputs of the two trees are
 compared as decompressed text without the ``##caduceus`` header lines (command line, version).
 
     git worktree add /tmp/base <commit>     # or: git archive <commit> | tar -x -C /tmp/base
@@ -49,6 +50,15 @@ def timed(self, *a, **k):
         marks["forward_s"] += time.time() - t
         marks["forwards"] += 1
 mc.CaduceusForMaskedLM.forward = timed
+import gc
+marks["collections"], marks["gc_s"] = 0, 0.0
+def collected(phase, info, t=[0.0]):
+    if phase == "start":
+        t[0] = time.perf_counter()
+    else:
+        marks["collections"] += 1
+        marks["gc_s"] += time.perf_counter() - t[0]
+gc.callbacks.append(collected)
 def done():
     marks["atexit"] = time.time()
     marks["started"] = started
@@ -86,6 +96,8 @@ def _run(tree: Path, work: Path, tag: str) -> dict:
         "forward_s": m["forward_s"],
         "forwards": m["forwards"],
         "exit_s": ended - m["atexit"],
+        "gc_s": m["gc_s"],
+        "collections": m["collections"],
         "total_s": ended - m["started"],
         "output": body,
     }
@@ -105,12 +117,13 @@ def main() -> None:
                 runs[key].append(_run(tree, Path(tmp), f"{key}{i}"))
                 print(f"{key} run {i + 1}: {runs[key][-1]['total_s']:.2f} s", file=sys.stderr)
     same = len({r.pop("output") for rs in runs.values() for r in rs}) == 1
-    fields = ["total_s", "startup_s", "forward_s", "exit_s", "cpu_s"]
+    fields = ["total_s", "startup_s", "forward_s", "exit_s", "gc_s", "collections", "cpu_s"]
     summary = {
         key: {f: {"min": min(r[f] for r in rs), "median": statistics.median(r[f] for r in rs)} for f in fields}
         for key, rs in runs.items()
     }
-    print("| tree | total s | start-up s | forwards s | exit s | CPU s |\n|---|---|---|---|---|---|")
+    print("| tree | total s | start-up s | forwards s | exit s | GC s (in the run) | collections | CPU s |")
+    print("|---|---|---|---|---|---|---|---|")
     for key in trees:
         cells = " | ".join(f"{summary[key][f]['median']:.2f} ({summary[key][f]['min']:.2f})" for f in fields)
         print(f"| {key} | {cells} |")

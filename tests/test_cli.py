@@ -79,20 +79,30 @@ def test_bad_choices_stop_with_one_line(tmp_path):
     assert not (tmp_path / "o.vcf").exists()
 
 
-def test_main_collects_rarely_and_freezes_the_heap_before_exit(monkeypatch, capsys):
+def test_main_collects_rarely_while_it_runs_and_restores_the_thresholds(monkeypatch, capsys):
     import gc
 
     from caduceus_cli.cli import app as app_module
 
     threshold = gc.get_threshold()
-    monkeypatch.setattr(sys, "argv", ["caduceus", "--version"])
-    try:
-        with pytest.raises(SystemExit) as exc:
-            app_module.main()
-        assert exc.value.code == 0
-        assert __version__ in capsys.readouterr().out
-        assert gc.get_threshold()[0] == app_module.GC_GEN0_THRESHOLD
-        assert gc.get_freeze_count() > 0  # shutdown's collections skip what the run left
-    finally:
-        gc.unfreeze()
-        gc.set_threshold(*threshold)
+    seen = []
+    monkeypatch.setattr(app_module, "app", lambda **kw: seen.append(gc.get_threshold()[0]) or 0)
+    with pytest.raises(SystemExit) as exc:
+        app_module.main()
+    assert exc.value.code == 0
+    assert seen == [app_module.GC_GEN0_THRESHOLD]
+    assert gc.get_threshold() == threshold
+
+
+def test_the_heap_is_frozen_at_exit_after_the_callers_own_exit_handlers():
+    # atexit runs handlers last-registered first: this probe, registered before main(), runs after main's
+    code = (
+        "import atexit, gc, sys\n"
+        "atexit.register(lambda: print('frozen', gc.get_freeze_count() > 0))\n"
+        "sys.argv = ['caduceus', '--version']\n"
+        "from caduceus_cli.cli.app import main\n"
+        "main()\n"
+    )
+    p = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    assert p.returncode == 0, p.stderr
+    assert p.stdout.split() == ["caduceus", __version__, "frozen", "True"]

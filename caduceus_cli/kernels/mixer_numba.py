@@ -89,8 +89,8 @@ if nb is not None:
         acc = np.empty(di, np.float32)
         sgn = 1 if dr == 0 else -1
         for t in range(t0, t1):
-            ta = t + CONV_AHEAD  # its newest tap row (x) and its output row, ahead of use
-            if ta + K - 1 < length:
+            ta = t + CONV_AHEAD  # its newest tap row (x) and its output row, ahead of use, in this tile
+            if ta < t1 and (dr == 0 or ta + K - 1 < length):
                 prefetch_span(xz[base + ta + (K - 1 if dr else 0)], 0, di)
                 prefetch_span_w(out[base + ta], 0, di)
             o = out[base + t]

@@ -33,6 +33,8 @@ def _prefetch_intrinsic(write: int):
     def typer(typingctx, ary, idx):  # pragma: no cover - compile time
         if not isinstance(ary, types.Array) or not isinstance(idx, types.BaseTuple) or len(idx) != ary.ndim:
             return None
+        if not all(isinstance(t, types.Integer) for t in idx):
+            return None
         sig = types.none(ary, idx)
 
         def codegen(context, builder, signature, args):
