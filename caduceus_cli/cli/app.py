@@ -97,9 +97,9 @@ def _fail(message: str, code: int) -> None:
 
 
 # Collections of the youngest generation after this many new container objects (Python's default: 700).
-# Imports, numba's kernel dispatch and the pipeline allocate some 2 million container objects in the
-# quick start, most of them long-lived: at the default it ran 620 collections, 0.65 s of its time;
-# at 50,000, 44-48 collections, 0.37-0.52 s.
+# The pipeline and numba's kernel dispatch allocate many container objects, most of them long-lived:
+# after its imports the quick start ran 183 collections (0.2 s) at the default, 22 (0.05 s) at 50,000
+# (bench/ab_quickstart.py, bench/results/quickstart_ab_epyc.json).
 GC_GEN0_THRESHOLD = 50_000
 
 
@@ -110,7 +110,7 @@ def main() -> None:
     ``GC_GEN0_THRESHOLD`` new objects (the previous thresholds come back afterwards). At
     interpreter exit, ``gc.freeze`` (an ``atexit`` handler, so after any caller's own code) moves
     every object out of the collector's reach: shutdown's collections then skip the modules of
-    torch and numba, which took 1.1-1.4 s after a quick start (0.2-0.3 s with the freeze). Outputs
+    torch and numba, which took 0.9-1.4 s after a quick start (0.2-0.3 s with the freeze). Outputs
     are closed by then; no finaliser is left to them.
     """
     atexit.register(gc.freeze)
