@@ -1,12 +1,13 @@
 """Software prefetch for numba kernels: ask for the cache line of an array element ahead of its use.
 
 The CPU kernels walk rows of token-major arrays (tens of MB, far beyond L2) at a fixed stride: the
-scan reads one 512-byte channel block per position from rows 1-2 KiB apart, and the conv reads
-one new row and writes one per position and direction. On a 2-core AMD EPYC (Zen 3) VM, sampling the kernels with
-``perf`` put a quarter of the scan's time and most of the conv's on the loads of the next row:
-the hardware prefetchers did not run ahead of these strides. Prefetching the rows a few positions
-ahead took about a fifth off the scan's and the conv's time there (``bench/bench_cpu_kernels.py``,
-same bits). The block boundary (rows read once, in order) gained nothing measurable and has none.
+scan reads one 512-byte channel block per position from rows 1-2 KiB apart, and the conv reads one
+new row and writes one per position and direction. On a 2-core AMD EPYC (Zen 3) VM, sampling the
+kernels with ``perf`` put a quarter of the scan's time and most of the conv's on the loads of the
+next row: the hardware prefetchers did not run ahead of these strides. Prefetching the rows a few
+positions ahead took a sixth off the scan's time there and a tenth to a fifth off the conv's
+(``bench/bench_cpu_kernels.py``, same bits). The block boundary (rows read once, in order) gained
+nothing measurable and has none.
 
 ``prefetch(ary, idx)`` / ``prefetch_w(ary, idx)``: ``llvm.prefetch`` of the element ``ary[idx]``
 (``idx`` a tuple with one integer per dimension, not wrapped, not bounds-checked: the address is
